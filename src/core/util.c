@@ -33,7 +33,9 @@ int err_wrap(struct cdn_err *err, const char *fmt, ...)
 	vsnprintf(ctx, sizeof(ctx), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", ctx, old);
+	/* Truncation keeps the start of the message, which says what failed first. */
+	if (snprintf(err->msg, sizeof(err->msg), "%s: %s", ctx, old) < 0)
+		err->msg[0] = 0;
 	return err->errnum ? -err->errnum : -EINVAL;
 }
 

@@ -1,0 +1,168 @@
+/* Backend selection and the helpers both cgroup backends share. */
+#include "cgroup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "slot.h"
+
+void cg_init(struct cg *cg, const struct cg_ops *ops)
+{
+	memset(cg, 0, sizeof(*cg));
+	cg->ops = ops;
+	for (int i = 0; i < CG_MAX_HIER; i++)
+		cg->dirfd[i] = -1;
+	cg->memfile_fd = -1;
+}
+
+int cg_read_u64(int dirfd, const char *file, uint64_t *ret)
+{
+	char buf[64];
+	ssize_t n = read_file_at(dirfd, file, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	buf[strcspn(buf, "\n")] = 0;
+	if (!strcmp(buf, "max")) {
+		*ret = UINT64_MAX;
+		return 0;
+	}
+	return parse_u64(buf, ret);
+}
+
+int cg_read_key(int dirfd, const char *file, const char *key, uint64_t *ret)
+{
+	char buf[4096];
+	ssize_t n = read_file_at(dirfd, file, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	size_t klen = strlen(key);
+	for (char *line = buf; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		if (!strncmp(line, key, klen) && line[klen] == ' ')
+			return parse_u64(line + klen + 1, ret);
+		line = nl ? nl + 1 : NULL;
+	}
+	return -ENOENT;
+}
+
+int cg_kill_procs(int dirfd)
+{
+	/* Only reached for our own sandbox cgroups: every pid listed belongs to a sandbox we
+	 * started. Normally empty already (the pid namespace dies with its init). */
+	for (int round = 0; round < 100; round++) {
+		char buf[8192];
+		ssize_t n = read_file_at(dirfd, "cgroup.procs", buf, sizeof(buf));
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return 0;
+		for (char *p = buf; *p;) {
+			char *nl = strchr(p, '\n');
+			if (nl)
+				*nl = 0;
+			uint64_t pid;
+			if (parse_u64(p, &pid) == 0 && pid > 1)
+				kill((pid_t)pid, SIGKILL);
+			if (!nl)
+				break;
+			p = nl + 1;
+		}
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return -EBUSY;
+}
+
+int cg_rmdir_retry(int parentfd, const char *name)
+{
+	/* Killed tasks leave the cgroup asynchronously; rmdir fails with EBUSY until they have.
+	 * Bounded: about one second. */
+	for (int i = 0; i < 1000; i++) {
+		if (unlinkat(parentfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+			return 0;
+		if (errno != EBUSY)
+			return -errno;
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return -EBUSY;
+}
+
+int cg_detect(const struct cg_ops **ret, struct cdn_err *err)
+{
+	struct cdn_err e2 = {0};
+	if (cg_v2_usable(&e2) == 0) {
+		*ret = &cg_v2_ops;
+		return 0;
+	}
+	struct cdn_err e1 = {0};
+	if (cg_v1_usable(&e1) == 0) {
+		*ret = &cg_v1_ops;
+		return 0;
+	}
+	err_set(err, 0, "no usable cgroup hierarchy (v2: %s; v1: %s)", e2.msg, e1.msg);
+	return -ENOENT;
+}
+
+/* True when the comma-separated list `opts` contains `word`. */
+static bool has_option(const char *opts, const char *word)
+{
+	size_t len = strlen(word);
+	for (const char *p = opts; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		if (n == len && !strncmp(p, word, len))
+			return true;
+		p = comma ? comma + 1 : NULL;
+	}
+	return false;
+}
+
+int cg_find_mount(const char *fstype, const char *controller, char *buf, size_t size)
+{
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	if (!mi)
+		return -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	int r = -ENOENT;
+	while (getline(&line, &cap, mi) > 0) {
+		/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
+		char *f[32];
+		int nf = 0;
+		for (char *p = line; *p && nf < 32;) {
+			while (*p == ' ')
+				p++;
+			if (!*p || *p == '\n')
+				break;
+			f[nf++] = p;
+			p += strcspn(p, " \n");
+			if (*p)
+				*p++ = 0;
+		}
+		int dash = 6;
+		while (dash < nf && strcmp(f[dash], "-"))
+			dash++;
+		if (nf < 5 || dash + 1 >= nf)
+			continue;
+		char *fields[5] = {f[0], f[1], f[2], f[3], f[4]};
+		char *fs = f[dash + 1], *super = dash + 3 < nf ? f[dash + 3] : NULL;
+		if (!fields[4] || !fs || strcmp(fs, fstype))
+			continue;
+		if (controller && (!super || !has_option(super, controller)))
+			continue;
+		if ((size_t)snprintf(buf, size, "%s", fields[4]) >= size)
+			continue;
+		r = 0;
+		break;
+	}
+	free(line);
+	fclose(mi);
+	return r;
+}

@@ -1,0 +1,75 @@
+/* cgroups: one per sandbox, below a parent cgroup that cordon creates and owns ("cordon").
+ * Two backends behind one ops table: cgroup-v1.c (hybrid hosts: memory, pids and cpuacct
+ * hierarchies) and cgroup-v2.c (unified hierarchy). cordon never writes outside its own parent
+ * and never moves a process it did not start. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sandbox.h"
+#include "util.h"
+
+#define CG_PARENT "cordon"
+#define CG_MAX_HIER 3
+
+struct cg_stats {
+	uint64_t cpu_ns;
+	uint64_t memory_peak;  /* 0 when the kernel keeps no peak (then sampled) */
+	uint64_t memory_current;
+	uint64_t pids_current;
+	uint64_t pids_peak;    /* 0 when the kernel keeps no peak */
+	uint64_t oom_kills;    /* cumulative */
+	uint64_t pids_refused; /* cumulative: forks refused by pids.max */
+};
+
+struct cg;
+
+struct cg_ops {
+	const char *name; /* "v1" or "v2" */
+	/* Create the sandbox's cgroup `name` (a stale one of the same name is emptied first). */
+	int (*create)(struct cg *cg, const char *name, struct cdn_err *err);
+	int (*set_limits)(struct cg *cg, const struct sbx_limits *l, struct cdn_err *err);
+	/* Directory fd usable with clone3(CLONE_INTO_CGROUP), or -1 (v1). */
+	int (*clone_fd)(struct cg *cg);
+	/* Move pid (a child we just cloned) into the cgroup: the v1 path, or v2 without clone3. */
+	int (*attach)(struct cg *cg, pid_t pid, struct cdn_err *err);
+	int (*cpu_ns)(struct cg *cg, uint64_t *ret);
+	int (*stats)(struct cg *cg, struct cg_stats *ret);
+	/* Forget the memory peak so the next step measures its own (best effort). */
+	void (*reset_peak)(struct cg *cg);
+	/* SIGKILL every process left in the cgroup and remove it. */
+	int (*destroy)(struct cg *cg);
+	/* Remove stale children of the parent whose slot lock is free (supervisor killed). */
+	int (*sweep)(struct cdn_err *err);
+};
+
+struct cg {
+	const struct cg_ops *ops;
+	char name[64];
+	int dirfd[CG_MAX_HIER]; /* v1: memory, pids, cpuacct; v2: [0] only */
+	int n_dirs;
+	int memfile_fd;         /* kept open: cpu usage file for fast sampling */
+};
+
+/* Pick the backend for this host: v2 when the unified hierarchy has memory, pids and cpu
+ * controllers available, else v1 when memory, pids and cpuacct hierarchies are mounted.
+ * Fails with a message naming what is missing and the fix. */
+int cg_detect(const struct cg_ops **ret, struct cdn_err *err);
+
+void cg_init(struct cg *cg, const struct cg_ops *ops);
+
+/* Shared by both backends. */
+int cg_kill_procs(int dirfd);                 /* SIGKILL each pid listed in cgroup.procs */
+int cg_rmdir_retry(int parentfd, const char *name); /* rmdir, retrying while tasks exit */
+int cg_read_u64(int dirfd, const char *file, uint64_t *ret);
+int cg_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
+
+/* Find a hierarchy's mount point from /proc/self/mountinfo: fstype "cgroup2", or "cgroup" with
+ * `controller` among its super options. Returns 0 and the path, or -ENOENT. */
+int cg_find_mount(const char *fstype, const char *controller, char *buf, size_t size);
+
+int cg_v1_usable(struct cdn_err *err);
+int cg_v2_usable(struct cdn_err *err);
+extern const struct cg_ops cg_v1_ops;
+extern const struct cg_ops cg_v2_ops;
