@@ -21,6 +21,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -510,10 +511,14 @@ __attribute__((noreturn)) static void program_fail(int errpipe, enum child_setup
 	_exit(127);
 }
 
+/* In init (errpipe < 0) report on the report pipe; in the program, on its exec pipe. */
 #define PCHECK(expr, step)                                                                         \
 	do {                                                                                       \
-		if ((expr) < 0)                                                                    \
+		if ((expr) < 0) {                                                                  \
+			if (errpipe < 0)                                                           \
+				fail((step), errno, -1);                                           \
 			program_fail(errpipe, (step), errno);                                      \
+		}                                                                                  \
 	} while (0)
 
 static void drop_privileges(int errpipe)
@@ -556,7 +561,13 @@ static void set_limits(int errpipe, const struct sbx_limits *l)
 		{RLIMIT_MEMLOCK, 64u << 10, 64u << 10},
 	};
 	for (size_t i = 0; i < sizeof(rl) / sizeof(rl[0]); i++) {
-		struct rlimit r = {.rlim_cur = rl[i].soft, .rlim_max = rl[i].hard};
+		/* Only ever lower: raising a hard limit needs a capability the sandbox lacks. */
+		struct rlimit cur, r = {.rlim_cur = rl[i].soft, .rlim_max = rl[i].hard};
+		PCHECK(getrlimit(rl[i].res, &cur), CS_RLIMIT);
+		if (r.rlim_max > cur.rlim_max)
+			r.rlim_max = cur.rlim_max;
+		if (r.rlim_cur > r.rlim_max)
+			r.rlim_cur = r.rlim_max;
 		PCHECK(setrlimit(rl[i].res, &r), CS_RLIMIT);
 	}
 }
@@ -590,7 +601,6 @@ __attribute__((noreturn)) static void run_program(int step, int errpipe)
 		if (s != SIGKILL && s != SIGSTOP)
 			signal(s, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	drop_privileges(errpipe);
 	if (g_ctx->landlock_abi > 0) {
 		int r = landlock_apply(g_ctx->writable, g_ctx->n_writable, false);
 		if (r < 0)
@@ -727,11 +737,62 @@ static char read_cmd(void)
 	return n == 1 ? c : 0;
 }
 
+static bool keep_fd(const struct child_ctx *ctx, int fd)
+{
+	if (fd <= 2 || fd == ctx->go_fd || fd == ctx->rep_fd || fd == ctx->image_fd)
+		return true;
+	for (size_t i = 0; i < SBX_MAX_STEPS; i++)
+		if (fd == ctx->out_w[i] || fd == ctx->err_w[i] ||
+		    (i < ctx->spec->n_steps && fd == ctx->spec->steps[i].stdin_fd))
+			return true;
+	for (size_t i = 0; i < ctx->spec->n_binds; i++)
+		if (fd == ctx->bind_fd[i])
+			return true;
+	return false;
+}
+
+/* Init inherited every fd of the supervisor (clone without exec): close all it does not
+ * need, above all the slot lock, which must die with the supervisor. */
+static void close_inherited(const struct child_ctx *ctx)
+{
+	char buf[4096];
+	int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		fail(CS_CLOSE_FDS, errno, -1);
+	long n;
+	int victims[256];
+	size_t nv = 0;
+	while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *de = (void *)(buf + off);
+			off += de->reclen;
+			int fd = 0;
+			const char *p = de->name;
+			if (*p < '0' || *p > '9')
+				continue;
+			for (; *p >= '0' && *p <= '9'; p++)
+				fd = fd * 10 + (*p - '0');
+			if (fd != dfd && !keep_fd(ctx, fd) && nv < 256)
+				victims[nv++] = fd;
+		}
+	}
+	close(dfd);
+	for (size_t i = 0; i < nv; i++)
+		close(victims[i]);
+	if (nv == 256)
+		close_inherited(ctx); /* more than one batch */
+}
+
 void child_main(const struct child_ctx *ctx)
 {
 	g_ctx = ctx;
-	/* If the supervisor dies (even SIGKILL), init dies, and with it the whole namespace. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	close_inherited(ctx);
 	if (read_cmd() != CHILD_CMD_GO)
 		_exit(125); /* parent gone or gave up */
 
@@ -740,6 +801,13 @@ void child_main(const struct child_ctx *ctx)
 	CHECK(setgroups(0, NULL), CS_IDS, 0);
 	CHECK(setresgid(0, 0, 0), CS_IDS, 1);
 	CHECK(setresuid(0, 0, 0), CS_IDS, 2);
+	/* If the supervisor dies (even by SIGKILL), init dies, and with it the whole namespace.
+	 * Set after the uid change, which clears it; then make sure the parent did not die
+	 * before: its end of the control socket would be closed. */
+	CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), CS_IDS, 4);
+	char probe;
+	if (recv(ctx->go_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+		_exit(125);
 	/* Not dumpable: the program (same uid, no capabilities) cannot ptrace or read init's
 	 * memory through /proc/1. */
 	CHECK(prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), CS_IDS, 3);
@@ -748,6 +816,9 @@ void child_main(const struct child_ctx *ctx)
 	CHECK(sethostname("sandbox", 7), CS_HOSTNAME, -1);
 	CHECK(setdomainname("sandbox", 7), CS_HOSTNAME, -1);
 	setup_root();
+	/* Setup is done: init needs no privilege to fork, reap, signal its own uid and read
+	 * /tmp, so it drops everything too (and the program inherits empty sets). */
+	drop_privileges(-1);
 
 	/* Forward termination signals to the running program. */
 	static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};

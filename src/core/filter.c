@@ -178,16 +178,21 @@ static int add_rules(scmp_filter_ctx ctx, struct cdn_err *err)
 	/* Raw IP sockets and SOCK_PACKET (which AF_INET maps to AF_PACKET) forge packets and
 	 * sniff; the type is the low 4 bits, SOCK_CLOEXEC/SOCK_NONBLOCK are ORed above them.
 	 * AF_NETLINK is exempt: glibc's getaddrinfo(AI_ADDRCONFIG) and getifaddrs open
-	 * NETLINK_ROUTE as SOCK_RAW, which is a message socket, not a raw packet one. */
+	 * NETLINK_ROUTE as SOCK_RAW, which is a message socket, not a raw packet one. Spelled
+	 * per family with EQ: libseccomp 2.5.4 mis-merges an "a0 != AF_NETLINK" rule with the
+	 * family rules above (it then killed every type >= SOCK_RAW; unit-tested). */
+	static const int raw_families[] = { AF_UNIX, AF_INET, AF_INET6 };
 	static const int raw_types[] = { SOCK_RAW, SOCK_PACKET };
-	for (size_t i = 0; i < ARRAY_SIZE(raw_types); i++) {
-		struct scmp_arg_cmp cmp[2] = {
-			SCMP_A0_64(SCMP_CMP_NE, AF_NETLINK),
-			SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, (uint64_t)raw_types[i]),
-		};
-		r = add_rule(ctx, SCMP_ACT_KILL_PROCESS, "socket", false, 2, cmp, err);
-		if (r < 0)
-			return r;
+	for (size_t i = 0; i < ARRAY_SIZE(raw_families); i++) {
+		for (size_t j = 0; j < ARRAY_SIZE(raw_types); j++) {
+			struct scmp_arg_cmp cmp[2] = {
+				SCMP_A0_64(SCMP_CMP_EQ, (uint64_t)raw_families[i]),
+				SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, (uint64_t)raw_types[j]),
+			};
+			r = add_rule(ctx, SCMP_ACT_KILL_PROCESS, "socket", false, 2, cmp, err);
+			if (r < 0)
+				return r;
+		}
 	}
 
 	/* TIOCSTI pushes input into a terminal (CVE-2017-5226: commands typed into the caller's
