@@ -1,6 +1,7 @@
 #include "redact.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,25 +30,29 @@ void redact_release(struct redactor *r)
 	r->pending = r->work = NULL;
 }
 
-/* 1: a secret matches completely at buf[0..] (its length in *ret_len); 0: none can match;
- * -1: buf is a proper prefix of some secret (more bytes are needed to decide). */
+/* 1: a secret matches completely at buf[0..] (the longest one, its length in *ret_len);
+ * 0: none can match; -1: a secret longer than any full match may still match, more bytes are
+ * needed to decide. Preferring the longest match keeps "abc" from revealing the tail of a
+ * secret "abcdef". */
 static int match_at(const struct redactor *r, const char *buf, size_t avail, size_t *ret_len)
 {
-	int partial = 0;
+	size_t best = 0;
+	bool partial = false;
 	for (size_t i = 0; i < r->n_secrets; i++) {
 		size_t len = strlen(r->secrets[i]);
 		if (len == 0)
 			continue;
 		if (avail >= len) {
-			if (!memcmp(buf, r->secrets[i], len)) {
-				*ret_len = len;
-				return 1;
-			}
+			if (len > best && !memcmp(buf, r->secrets[i], len))
+				best = len;
 		} else if (!memcmp(buf, r->secrets[i], avail)) {
-			partial = 1;
+			partial = true;
 		}
 	}
-	return partial ? -1 : 0;
+	if (partial)
+		return -1;
+	*ret_len = best;
+	return best ? 1 : 0;
 }
 
 /* Scan buf; emit everything that is decided; return how many trailing bytes must wait. */
@@ -66,6 +71,23 @@ static size_t scan(struct redactor *r, const char *buf, size_t len, redact_emit_
 			start = i;
 		} else if (m == -1 && !final) {
 			break;
+		} else if (m == -1) {
+			/* End of stream: only full matches count now. */
+			size_t best = 0;
+			for (size_t k = 0; k < r->n_secrets; k++) {
+				size_t sl = strlen(r->secrets[k]);
+				if (sl && sl > best && sl <= len - i && !memcmp(buf + i, r->secrets[k], sl))
+					best = sl;
+			}
+			if (best) {
+				if (i > start)
+					emit(ud, buf + start, i - start);
+				emit(ud, REDACTED, strlen(REDACTED));
+				i += best;
+				start = i;
+			} else {
+				i++;
+			}
 		} else {
 			i++;
 		}
