@@ -107,6 +107,18 @@ static bool af_allowed(int af)
 #define PERSONA_ALLOWED_BITS ((uint64_t)(PER_LINUX32 | ADDR_NO_RANDOMIZE))
 #define PERSONA_TOP_BIT (1ULL << 31)
 
+/* Comparisons of a whole 64-bit argument (libseccomp compares both halves). */
+static struct scmp_arg_cmp arg_cmp(unsigned arg, enum scmp_compare op, uint64_t value)
+{
+	return (struct scmp_arg_cmp){ .arg = arg, .op = op, .datum_a = value };
+}
+static struct scmp_arg_cmp arg_masked(unsigned arg, uint64_t mask, uint64_t value)
+{
+	return (struct scmp_arg_cmp){
+		.arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = mask, .datum_b = value
+	};
+}
+
 static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, bool optional,
 		    unsigned n_cmp, const struct scmp_arg_cmp *cmp, struct cdn_err *err)
 {
@@ -138,12 +150,12 @@ static int add_socket_family_rules(scmp_filter_ctx ctx, const char *name, struct
 	for (int af = 0; af < AF_MAX; af++) {
 		if (af_allowed(af))
 			continue;
-		r = kill1(ctx, name, SCMP_A0_64(SCMP_CMP_EQ, (uint64_t)af), err);
+		r = kill1(ctx, name, arg_cmp(0, SCMP_CMP_EQ, (uint64_t)af), err);
 		if (r < 0)
 			return r;
 	}
 	/* Families newer than our headers: unknown to this policy, so denied. */
-	return kill1(ctx, name, SCMP_A0_64(SCMP_CMP_GE, AF_MAX), err);
+	return kill1(ctx, name, arg_cmp(0, SCMP_CMP_GE, AF_MAX), err);
 }
 
 static int add_rules(scmp_filter_ctx ctx, struct cdn_err *err)
@@ -159,7 +171,7 @@ static int add_rules(scmp_filter_ctx ctx, struct cdn_err *err)
 
 	for (size_t i = 0; i < ARRAY_SIZE(clone_new_flags); i++) {
 		uint64_t f = clone_new_flags[i];
-		r = kill1(ctx, "clone", SCMP_A0_64(SCMP_CMP_MASKED_EQ, f, f), err);
+		r = kill1(ctx, "clone", arg_masked(0, f, f), err);
 		if (r < 0)
 			return r;
 	}
@@ -186,8 +198,8 @@ static int add_rules(scmp_filter_ctx ctx, struct cdn_err *err)
 	for (size_t i = 0; i < ARRAY_SIZE(raw_families); i++) {
 		for (size_t j = 0; j < ARRAY_SIZE(raw_types); j++) {
 			struct scmp_arg_cmp cmp[2] = {
-				SCMP_A0_64(SCMP_CMP_EQ, (uint64_t)raw_families[i]),
-				SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, (uint64_t)raw_types[j]),
+				arg_cmp(0, SCMP_CMP_EQ, (uint64_t)raw_families[i]),
+				arg_masked(1, 0xf, (uint64_t)raw_types[j]),
 			};
 			r = add_rule(ctx, SCMP_ACT_KILL_PROCESS, "socket", false, 2, cmp, err);
 			if (r < 0)
@@ -200,8 +212,7 @@ static int add_rules(scmp_filter_ctx ctx, struct cdn_err *err)
 	 * unsigned int, so only the low 32 bits are compared. */
 	static const unsigned long tty_cmds[] = { TIOCSTI, TIOCLINUX };
 	for (size_t i = 0; i < ARRAY_SIZE(tty_cmds); i++) {
-		r = kill1(ctx, "ioctl", SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, tty_cmds[i]),
-			  err);
+		r = kill1(ctx, "ioctl", arg_masked(1, 0xffffffffULL, tty_cmds[i]), err);
 		if (r < 0)
 			return r;
 	}
@@ -213,13 +224,12 @@ static int add_rules(scmp_filter_ctx ctx, struct cdn_err *err)
 	for (int bit = 0; bit < 31; bit++) {
 		uint64_t b = 1ULL << bit;
 		if (!(b & PERSONA_ALLOWED_BITS)) {
-			r = kill1(ctx, "personality",
-				  SCMP_A0_64(SCMP_CMP_MASKED_EQ, PERSONA_TOP_BIT | b, b), err);
+			r = kill1(ctx, "personality", arg_masked(0, PERSONA_TOP_BIT | b, b), err);
 			if (r < 0)
 				return r;
 		}
-		r = kill1(ctx, "personality",
-			  SCMP_A0_64(SCMP_CMP_MASKED_EQ, PERSONA_TOP_BIT | b, PERSONA_TOP_BIT), err);
+		r = kill1(ctx, "personality", arg_masked(0, PERSONA_TOP_BIT | b, PERSONA_TOP_BIT),
+			  err);
 		if (r < 0)
 			return r;
 	}

@@ -32,9 +32,10 @@ void redact_release(struct redactor *r)
 
 /* 1: a secret matches completely at buf[0..] (the longest one, its length in *ret_len);
  * 0: none can match; -1: a secret longer than any full match may still match, more bytes are
- * needed to decide. Preferring the longest match keeps "abc" from revealing the tail of a
+ * needed to decide (never at the end of the stream, `final`). Preferring the longest match keeps "abc" from revealing the tail of a
  * secret "abcdef". */
-static int match_at(const struct redactor *r, const char *buf, size_t avail, size_t *ret_len)
+static int match_at(const struct redactor *r, const char *buf, size_t avail, bool final,
+		    size_t *ret_len)
 {
 	size_t best = 0;
 	bool partial = false;
@@ -49,7 +50,7 @@ static int match_at(const struct redactor *r, const char *buf, size_t avail, siz
 			partial = true;
 		}
 	}
-	if (partial)
+	if (partial && !final)
 		return -1;
 	*ret_len = best;
 	return best ? 1 : 0;
@@ -62,32 +63,15 @@ static size_t scan(struct redactor *r, const char *buf, size_t len, redact_emit_
 	size_t start = 0, i = 0;
 	while (i < len) {
 		size_t mlen = 0;
-		int m = match_at(r, buf + i, len - i, &mlen);
+		int m = match_at(r, buf + i, len - i, final, &mlen);
 		if (m == 1) {
 			if (i > start)
 				emit(ud, buf + start, i - start);
 			emit(ud, REDACTED, strlen(REDACTED));
 			i += mlen;
 			start = i;
-		} else if (m == -1 && !final) {
-			break;
 		} else if (m == -1) {
-			/* End of stream: only full matches count now. */
-			size_t best = 0;
-			for (size_t k = 0; k < r->n_secrets; k++) {
-				size_t sl = strlen(r->secrets[k]);
-				if (sl && sl > best && sl <= len - i && !memcmp(buf + i, r->secrets[k], sl))
-					best = sl;
-			}
-			if (best) {
-				if (i > start)
-					emit(ud, buf + start, i - start);
-				emit(ud, REDACTED, strlen(REDACTED));
-				i += best;
-				start = i;
-			} else {
-				i++;
-			}
+			break;
 		} else {
 			i++;
 		}
