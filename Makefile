@@ -34,6 +34,16 @@ $(BUILD)/%.o: %.c $(wildcard src/core/*.h src/cli/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
 
+# The default seccomp filter is compiled at build time (tools/gen-filter.c) and embedded.
+$(BUILD)/gen-filter: tools/gen-filter.c src/core/filter.c src/core/util.c src/core/filter.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -D_GNU_SOURCE -Isrc -o $@ tools/gen-filter.c src/core/filter.c \
+		src/core/util.c $(shell pkg-config --cflags --libs libseccomp)
+$(BUILD)/filter-bpf.inc: $(BUILD)/gen-filter
+	$< > $@.tmp && mv $@.tmp $@
+$(BUILD)/src/core/filter-default.o: $(BUILD)/filter-bpf.inc
+$(BUILD)/src/core/filter-default.o: CFLAGS += -I$(BUILD)
+
 $(BUILD)/cordon: $(CORE_OBJ) $(CLI_OBJ)
 	$(CC) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

@@ -36,3 +36,7 @@ void filter_free(struct sock_fprog *prog);
  * and every mount: from here on mount/unshare/... kill the caller too. No TSYNC: the child is
  * single-threaded. Returns 0 or -errno (-EINVAL for a NULL or empty prog). */
 int filter_load(const struct sock_fprog *prog);
+
+/* The default filter compiled at build time (tools/gen-filter.c): a static program, not to be
+ * freed. What sandbox_run() loads, so no launch pays libseccomp's compile time. */
+void filter_default(struct sock_fprog *ret);

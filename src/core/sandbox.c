@@ -103,9 +103,8 @@ static int host_init(bool need_cgroup, struct cdn_err *err)
 {
 	if (host.ready)
 		return 0;
-	int r = filter_build(&host.filter, err);
-	if (r < 0)
-		return r;
+	filter_default(&host.filter);
+	int r;
 	if (need_cgroup) {
 		r = cg_detect(&host.cg, err);
 		if (r < 0)
