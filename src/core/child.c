@@ -793,7 +793,7 @@ void child_main(const struct child_ctx *ctx)
 {
 	g_ctx = ctx;
 	close_inherited(ctx);
-	if (read_cmd() != CHILD_CMD_GO)
+	if (read_cmd() != CHILD_CMD_MAPPED)
 		_exit(125); /* parent gone or gave up */
 
 	/* Become the namespace's uid 0 (host: the slot's unprivileged uid) and drop the
@@ -811,11 +811,16 @@ void child_main(const struct child_ctx *ctx)
 	/* Not dumpable: the program (same uid, no capabilities) cannot ptrace or read init's
 	 * memory through /proc/1. */
 	CHECK(prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), CS_IDS, 3);
-	if (ctx->unshare_cgroupns)
-		CHECK(unshare(CLONE_NEWCGROUP), CS_CGROUPNS, -1);
 	CHECK(sethostname("sandbox", 7), CS_HOSTNAME, -1);
 	CHECK(setdomainname("sandbox", 7), CS_HOSTNAME, -1);
 	setup_root();
+	/* v1: the supervisor moves us into the cgroup while we build the root (the move can
+	 * wait for an RCU grace period); nothing of the program runs before it is done. Only
+	 * then enter a cgroup namespace, so its root is the sandbox's own cgroup. */
+	if (read_cmd() != CHILD_CMD_GO)
+		_exit(125);
+	if (ctx->unshare_cgroupns)
+		CHECK(unshare(CLONE_NEWCGROUP), CS_CGROUPNS, -1);
 	/* Setup is done: init needs no privilege to fork, reap, signal its own uid and read
 	 * /tmp, so it drops everything too (and the program inherits empty sets). */
 	drop_privileges(-1);

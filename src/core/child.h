@@ -32,7 +32,8 @@ struct child_ctx {
 };
 
 /* Commands on go_fd. */
-#define CHILD_CMD_GO 'G'   /* ids mapped, cgroup joined: set up and run step 0 */
+#define CHILD_CMD_MAPPED 'M' /* ids are mapped: build the root filesystem */
+#define CHILD_CMD_GO 'G'   /* the cgroup is joined: run step 0 */
 #define CHILD_CMD_NEXT 'N' /* run the next step */
 
 enum child_msg_type {

@@ -152,6 +152,7 @@ struct run {
 	struct sbx_result *res;
 	struct cg cg;
 	bool have_cg;
+	bool need_attach;        /* v1 (or no clone3): move init into the cgroup after clone */
 	struct slot slot;
 	int pidfd, go_w, rep_r, ep, tfd_wall, tfd_cpu;
 	pid_t pid;
@@ -549,10 +550,12 @@ static pid_t spawn(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 		.cgroup = cgfd >= 0 ? (uint64_t)cgfd : 0,
 	};
 	ctx->unshare_cgroupns = cgfd < 0;
+	r->need_attach = r->have_cg && cgfd < 0;
 	pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 	if (pid < 0 && (errno == ENOSYS || errno == E2BIG || (errno == EINVAL && cgfd >= 0))) {
 		/* Old kernel, or a seccomp profile hiding clone3: classic clone, then migrate. */
 		ctx->unshare_cgroupns = true;
+		r->need_attach = r->have_cg;
 		pid = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, 0, NULL, NULL, 0);
 		if (pid > 0) {
 			pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -562,20 +565,6 @@ static pid_t spawn(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 				waitpid(pid, NULL, 0);
 				return err_set(err, e, "pidfd_open (needs linux >= 5.3)");
 			}
-			if (r->have_cg && r->cg.ops->attach(&r->cg, pid, err) < 0) {
-				kill(pid, SIGKILL);
-				waitpid(pid, NULL, 0);
-				close(pidfd);
-				return -1;
-			}
-		}
-	} else if (pid > 0 && cgfd < 0 && r->have_cg) {
-		/* v1: the one migration of a run; everything init starts is born inside. */
-		if (r->cg.ops->attach(&r->cg, pid, err) < 0) {
-			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-			waitpid(pid, NULL, 0);
-			close(pidfd);
-			return -1;
 		}
 	}
 	if (pid == 0)
@@ -906,8 +895,17 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 		rr = err_set(err, errno, "epoll_ctl");
 		goto out;
 	}
-	char go = CHILD_CMD_GO;
-	if (send(r.go_w, &go, 1, MSG_NOSIGNAL) != 1) {
+	/* Init builds its root while we move it into its cgroup (v1): the move's cost, an RCU
+	 * grace period when the cgroup lock was idle, overlaps with the mounts. */
+	char cmd = CHILD_CMD_MAPPED;
+	if (send(r.go_w, &cmd, 1, MSG_NOSIGNAL) != 1) {
+		rr = err_set(err, errno, "starting the sandbox's init");
+		goto out;
+	}
+	if (r.need_attach && (rr = r.cg.ops->attach(&r.cg, r.pid, err)) < 0)
+		goto out;
+	cmd = CHILD_CMD_GO;
+	if (send(r.go_w, &cmd, 1, MSG_NOSIGNAL) != 1) {
 		rr = err_set(err, errno, "starting the sandbox's init");
 		goto out;
 	}
