@@ -67,7 +67,7 @@ static const struct deny deny_always[] = {
 	{ "reboot", false },            /* the host, or the pid namespace: no business either way */
 	{ "acct", false },              /* process accounting writes host-wide records */
 	{ "quotactl", false },          /* quotas of host filesystems */
-	{ "quotactl_fd", true },        /* ditto */
+	{ "quotactl_fd", false },       /* ditto */
 	{ "open_by_handle_at", false }, /* "shocker": opens inodes past the mount confinement */
 	{ "lookup_dcookie", true },     /* leaks host kernel paths (oprofile interface) */
 	{ "syslog", false },            /* the kernel log is host-global and leaks addresses */
@@ -177,7 +177,7 @@ static int add_rules(scmp_filter_ctx ctx, struct cdn_err *err)
 	}
 	/* clone3 passes its flags in memory, which BPF cannot read: fail it so that glibc (fork,
 	 * pthread_create, posix_spawn) falls back to clone, whose flags the rules above see. */
-	r = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", true, 0, NULL, err);
+	r = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", false, 0, NULL, err);
 	if (r < 0)
 		return r;
 
