@@ -3,6 +3,8 @@
  * the repository):
  *   gcc -D_GNU_SOURCE -Isrc -o build/unit-filter tests/unit-filter.c src/core/filter.c \
  *       src/core/landlock.c src/core/util.c $(pkg-config --cflags --libs libseccomp)
+ * To also compare the BPF embedded at build time, `make build/filter-bpf.inc` first and add
+ * -DCORDON_FILTER_DEFAULT -Ibuild src/core/filter-default.c to that line.
  * Output is TAP-like; the last line is "N passed, N failed"; exit status 1 on failures. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -573,6 +575,23 @@ int main(void)
 			run(name, L_SECCOMP, SIGSYS_DEATH, t_zero_arg);
 	}
 	run("seccomp BPF matches the policy model", 0, ALIVE, t_bpf_model);
+#ifdef CORDON_FILTER_DEFAULT
+	/* The BPF embedded at build time (filter-default.c) must be what filter_build() makes. */
+	struct sock_fprog def;
+	filter_default(&def);
+	bool same = def.len == prog.len &&
+		    !memcmp(def.filter, prog.filter, prog.len * sizeof(prog.filter[0]));
+	printf("%s %d - embedded filter_default() equals filter_build()\n", same ? "ok" : "not ok",
+	       ++n_case);
+	if (!same)
+		printf("#   expected %u identical instructions, got %u (stale build?)\n", prog.len,
+		       def.len);
+	same ? n_pass++ : n_fail++;
+#else
+	printf("ok %d - embedded filter_default() # SKIP built without -DCORDON_FILTER_DEFAULT\n",
+	       ++n_case);
+	n_pass++;
+#endif
 	run("seccomp: clone3 fails ENOSYS", L_SECCOMP, ALIVE, t_clone3_enosys);
 	run("seccomp: getpid", L_SECCOMP, ALIVE, t_getpid);
 	run("seccomp: inet, inet6, unix, netlink sockets", L_SECCOMP, ALIVE, t_sockets);
