@@ -1,0 +1,25 @@
+/* Extracting an untrusted tar archive (tar, tar.gz, tar.xz, tar.zst, ...) into a directory
+ * without ever writing outside it. */
+#pragma once
+
+#include <stdint.h>
+
+#include "core/util.h"
+
+#define EXTRACT_MAX_ENTRIES 200000
+#define EXTRACT_MAX_BYTES (8ULL << 30) /* file data written, all entries together */
+#define EXTRACT_MAX_PATH 4096          /* bytes of one entry's name */
+#define EXTRACT_MAX_DEPTH 256          /* components of one entry's name */
+
+struct extract_stats {
+	uint64_t entries;   /* entries extracted */
+	uint64_t bytes;     /* file data written */
+	uint64_t skipped;   /* device nodes, FIFOs and sockets left out */
+};
+
+/* Extract the archive read from archive_fd into the directory rootfd. Entries are written
+ * relative to rootfd only; absolute names and ".." components fail the extraction, device
+ * nodes, FIFOs and sockets are skipped (counted in ret->skipped), owners are not restored
+ * and setuid/setgid bits are dropped. On failure the directory holds a partial tree that the
+ * caller removes. Changes the working directory (restored before returning). */
+int extract_tar(int archive_fd, int rootfd, struct extract_stats *ret, struct cdn_err *err);

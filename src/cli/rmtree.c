@@ -1,0 +1,87 @@
+/* Removing a directory tree that came from an archive (an image). The tree is full of symlinks
+ * pointing anywhere (/etc/alternatives/..., absolute links to host paths): removal works on
+ * directory fds only, never follows a symlink and never leaves the tree's filesystem, so it
+ * cannot delete anything outside the tree. */
+#include "rmtree.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Each level holds one fd; image import keeps trees far shallower (EXTRACT_MAX_DEPTH). */
+#define RMTREE_MAX_DEPTH 512
+
+static int rmtree_dir(int parentfd, const char *name, dev_t dev, unsigned depth);
+
+static int rmtree_entry(int parentfd, const char *name, dev_t dev, unsigned depth)
+{
+	if (unlinkat(parentfd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	return rmtree_dir(parentfd, name, dev, depth + 1);
+}
+
+static int rmtree_open(int parentfd, const char *name)
+{
+	int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	int fd = openat(parentfd, name, flags);
+	/* An archive may hold a directory without read or search permission: we own it, so we
+	 * may open it up to empty it. */
+	if (fd < 0 && errno == EACCES && fchmodat(parentfd, name, 0700, 0) == 0)
+		fd = openat(parentfd, name, flags);
+	return fd < 0 ? -errno : fd;
+}
+
+static int rmtree_dir(int parentfd, const char *name, dev_t dev, unsigned depth)
+{
+	if (depth > RMTREE_MAX_DEPTH)
+		return -ELOOP;
+	int fd = rmtree_open(parentfd, name);
+	if (fd < 0)
+		return fd;
+	struct stat st;
+	/* A mount point inside the tree is someone else's filesystem: leave it alone. */
+	if (fstat(fd, &st) < 0 || st.st_dev != dev) {
+		close(fd);
+		return -EXDEV;
+	}
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	int ret = 0;
+	for (;;) {
+		errno = 0;
+		struct dirent *e = readdir(d);
+		if (!e) {
+			if (errno && !ret)
+				ret = -errno;
+			break;
+		}
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		int r = rmtree_entry(dirfd(d), e->d_name, dev, depth);
+		if (r < 0 && !ret)
+			ret = r;
+	}
+	closedir(d);
+	if (!ret && unlinkat(parentfd, name, AT_REMOVEDIR) < 0)
+		ret = -errno;
+	return ret;
+}
+
+int rmtree_at(int parentfd, const char *name)
+{
+	struct stat st;
+	if (fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(parentfd, name, 0) < 0 ? -errno : 0;
+	return rmtree_dir(parentfd, name, st.st_dev, 0);
+}
