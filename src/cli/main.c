@@ -1,0 +1,68 @@
+/* cordon: the command dispatcher. Each subcommand lives in its own file and returns the exit
+ * status; this file only picks one. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char main_usage[] =
+	"usage: cordon COMMAND [ARGS]\n"
+	"\n"
+	"cordon runs code it does not trust in a fresh sandbox.\n"
+	"\n"
+	"  run [OPTIONS] -- COMMAND [ARG...]       run a command in a fresh sandbox\n"
+	"  run [OPTIONS] --runtime NAME -c CODE    run code with a runtime (or FILE)\n"
+	"  image ls | import NAME TARBALL | rm NAME\n"
+	"                                          manage root filesystem images\n"
+	"  serve                                   the REST API daemon (not implemented yet)\n"
+	"  doctor                                  check this host (not implemented yet)\n"
+	"  version                                 print the version\n"
+	"  help                                    this text\n"
+	"\n"
+	"`cordon run --help` lists the options of a run.\n"
+	"Exit status 125 means cordon itself failed; the message says why.\n";
+
+static int main_version(void)
+{
+	printf("cordon %s\n", CORDON_VERSION);
+	return 0;
+}
+
+static int main_dispatch(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(main_usage, stderr);
+		return EXIT_CORDON;
+	}
+	const char *cmd = argv[1];
+	if (streq(cmd, "run"))
+		return run_main(argc - 1, argv + 1);
+	if (streq(cmd, "image"))
+		return image_main(argc - 1, argv + 1);
+	if (streq(cmd, "version") || streq(cmd, "--version"))
+		return main_version();
+	if (streq(cmd, "help") || streq(cmd, "--help") || streq(cmd, "-h")) {
+		fputs(main_usage, stdout);
+		return 0;
+	}
+	if (streq(cmd, "serve") || streq(cmd, "doctor")) {
+		cli_error("%s is not implemented yet", cmd);
+		return EXIT_CORDON;
+	}
+	cli_error("unknown command \"%s\"", cmd);
+	return EXIT_CORDON;
+}
+
+int main(int argc, char **argv)
+{
+	int status = main_dispatch(argc, argv);
+	/* Output through stdio (lists, version, help) must not be lost silently: a full disk or a
+	 * closed pipe is a failure of cordon. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (status == 0) {
+			cli_error("writing stdout: %m");
+			status = EXIT_CORDON;
+		}
+	}
+	return status;
+}
