@@ -1,0 +1,136 @@
+"""Runs side by side and runs that end badly: concurrent sandboxes never share a uid and leave
+nothing; a supervisor killed with SIGKILL takes its sandbox with it, and what it could not
+clean (its cgroup) is swept by the next run."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from conftest import (CORDON, expect, leftover_cgroups, leftovers, mounts, sandbox_processes,
+                      wait_until)
+
+
+def whoami_fields(r):
+    return dict(kv.split("=", 1) for kv in r.stdout.split())
+
+
+def test_concurrent_runs(cordon):
+    n = 16
+    results = [None] * n
+    barrier = threading.Barrier(n)
+
+    def one(i):
+        barrier.wait()
+        # 2 s inside: the 16 runs overlap even when launches are slow.
+        results[i] = cordon.helper("whoami", "2", opts=["-t", "120s"], timeout=300)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    uids = []
+    for r in results:
+        assert r is not None, "a run thread failed (see the log above)"
+        expect(r, None)
+        uids.append(int(whoami_fields(r)["hostuid"]))
+    assert len(set(uids)) == n, f"concurrent runs shared a host uid: {sorted(uids)}"
+    assert min(uids) >= 1_000_000_000, sorted(uids)
+
+
+def test_concurrent_runs_with_different_state_dirs(cordon):
+    # Two cordon installations on one host must not hand out the same uid either.
+    other = cordon.mkdir("other-state")
+    procs = []
+    for sd in (cordon.state_dir, str(other)):
+        procs.append(subprocess.Popen(
+            [CORDON, "run", "--state-dir", sd, "--json", "--ro", f"{cordon.helper_path}:/helper",
+             "--", "/helper", "whoami", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(cordon.env, CORDON_STATE_DIR=sd)))
+    uids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        j = json.loads(out)
+        assert j["status"] == "succeeded", j
+        uids.append(int(dict(kv.split("=", 1) for kv in j["stdout"].split())["hostuid"]))
+    assert uids[0] != uids[1], f"two live sandboxes share host uid {uids[0]}"
+
+
+def start_sleeper(cordon, secs="30"):
+    p = subprocess.Popen([CORDON, "run", "--state-dir", cordon.state_dir, "--json", "-t", "120s",
+                          "--ro", f"{cordon.helper_path}:/helper", "--", "/helper", "sleep", secs],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cordon.env)
+    found = wait_until(lambda: [x for x in sandbox_processes() if "sleep " + secs in x[2]]
+                       or p.poll() is not None, 30)
+    assert p.poll() is None, f"cordon exited early: {p.communicate()}"
+    assert found, "the sandboxed sleep never appeared"
+    return p
+
+
+def test_supervisor_sigkill_takes_sandbox_down(cordon):
+    before = mounts()
+    p = start_sleeper(cordon)
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate()
+    gone = wait_until(lambda: not sandbox_processes(), 1.5)
+    assert gone, f"sandbox processes outlived their supervisor: {sandbox_processes()}"
+    # What a dead supervisor could not remove (its cgroup) the next run must sweep.
+    r = cordon.helper("echo", "next")
+    expect(r, None)
+    assert wait_until(lambda: not leftovers(before), 2), \
+        f"still left after the next run: {leftovers(before)}"
+
+
+def test_supervisor_sigkill_many_processes(cordon):
+    """Same, with a sandbox full of forked, setsid'd processes."""
+    d = cordon.mkdir("out", 0o777)
+    p = subprocess.Popen([CORDON, "run", "--state-dir", cordon.state_dir, "--json", "-t", "120s",
+                          "--ro", f"{cordon.helper_path}:/helper", "--rw", f"{d}:/out", "--",
+                          "/bin/sh", "-c",
+                          "/helper daemon 3 /out; /helper zombies 20 30 & /helper spin 2 & "
+                          "/helper sleep 30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cordon.env)
+    assert wait_until(lambda: len(sandbox_processes()) >= 5 or p.poll() is not None, 30), \
+        "the sandbox never got busy"
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate()
+    assert wait_until(lambda: not sandbox_processes(), 1.5), \
+        f"sandbox processes outlived their supervisor: {sandbox_processes()}"
+    time.sleep(3.5)
+    assert not (d / "marker").exists(), "the daemon outlived a SIGKILLed supervisor"
+    expect(cordon.helper("echo", "next"), None)
+
+
+def test_sigint_cancels_run(cordon):
+    p = start_sleeper(cordon)
+    os.kill(p.pid, signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError("cordon run did not stop on SIGINT")
+    assert wait_until(lambda: not sandbox_processes(), 1.5), sandbox_processes()
+    if p.returncode == 0 and out:
+        j = json.loads(out)
+        assert j["status"] in ("cancelled", "failed"), j
+
+
+def test_nothing_accumulates_in_state_dir(cordon):
+    def listing():
+        out = set()
+        for dirpath, dirnames, filenames in os.walk(cordon.state_dir):
+            out.update(os.path.join(dirpath, n) for n in dirnames + filenames)
+        return out
+
+    expect(cordon.helper("write", "/tmp/f", "1M"), None)
+    first = listing()
+    for _ in range(5):
+        expect(cordon.helper("write", "/tmp/f", "1M"), None)
+        expect(cordon.helper("memhog", "1G", opts=["-m", "32M"]), "SANDBOX_MEMORY_LIMIT")
+    assert listing() == first, f"new entries in the state dir: {listing() - first}"
+    assert not leftover_cgroups()

@@ -1,0 +1,88 @@
+"""--runtime NAME in the default `host` image: interpreters run code, c/cpp compile then run,
+and a compile failure is SANDBOX_COMPILE_ERROR with the diagnostics."""
+
+import os
+import shutil
+
+import pytest
+
+from conftest import expect
+
+PROGRAMS = {
+    "python": ("python3", "print(6 * 7)"),
+    "node": ("node", "console.log(6 * 7)"),
+    "bash": ("bash", "echo $((6 * 7))"),
+    "sh": ("sh", "echo $((6 * 7))"),
+    "c": ("gcc", '#include <stdio.h>\nint main(void) { printf("%d\\n", 6 * 7); return 0; }\n'),
+    "cpp": ("g++", "#include <iostream>\nint main() { std::cout << 6 * 7 << std::endl; }\n"),
+}
+
+
+def need(tool):
+    if not shutil.which(tool):
+        pytest.skip(f"{tool} is not installed on this host, so the host image has no {tool}")
+
+
+@pytest.mark.parametrize("name", list(PROGRAMS))
+def test_runtime_prints(cordon, name):
+    tool, code = PROGRAMS[name]
+    need(tool)
+    r = cordon.runtime(name, "-t", "60s", code=code)
+    expect(r, None)
+    assert r.stdout == "42\n", r
+
+
+@pytest.mark.parametrize("name", ["python", "c"])
+def test_runtime_from_file(cordon, name):
+    tool, code = PROGRAMS[name]
+    need(tool)
+    f = cordon.tmp / ("main.py" if name == "python" else "main.c")
+    f.write_text(code)
+    os.chmod(f, 0o644)
+    r = cordon.runtime(name, "-t", "60s", file=str(f))
+    expect(r, None)
+    assert r.stdout == "42\n", r
+
+
+def test_runtime_stdin(cordon):
+    need("python3")
+    f = cordon.tmp / "in.txt"
+    f.write_text("20\n")
+    os.chmod(f, 0o644)
+    r = cordon.runtime("python", "--stdin", str(f), code="print(int(input()) + 22)")
+    expect(r, None)
+    assert r.stdout == "42\n", r
+
+
+def test_python_exception_is_runtime_error(cordon):
+    need("python3")
+    r = cordon.runtime("python", code="raise SystemExit(3)")
+    expect(r, "SANDBOX_RUNTIME_ERROR")
+    assert r.exit_code == 3, r
+    r = cordon.runtime("python", code="1/0")
+    expect(r, "SANDBOX_RUNTIME_ERROR")
+    assert "ZeroDivisionError" in r.stderr, r
+
+
+def test_python_memory_bomb(cordon):
+    need("python3")
+    r = cordon.runtime("python", "-m", "64M", "-t", "60s", "--cpu-time", "30s",
+                       code="x = []\nwhile True: x.append(bytearray(1 << 20))")
+    expect(r, "SANDBOX_MEMORY_LIMIT")
+
+
+@pytest.mark.parametrize("name", ["c", "cpp"])
+def test_compile_error(cordon, name):
+    need("gcc" if name == "c" else "g++")
+    r = cordon.runtime(name, "-t", "60s", code="int main(void) { return undeclared_thing; }\n")
+    expect(r, "SANDBOX_COMPILE_ERROR")
+    out = r.json.get("compile_output") or ""
+    assert "undeclared_thing" in out and "error" in out, f"no diagnostics\n{r}"
+
+
+def test_c_program_limits_still_apply(cordon):
+    need("gcc")
+    r = cordon.runtime("c", "--pids", "8", "-t", "60s", code=(
+        "#include <unistd.h>\n#include <stdio.h>\n"
+        "int main(void) { for (;;) if (fork() < 0) { perror(\"fork\"); return 1; } }\n"))
+    expect(r, "SANDBOX_PROCESS_LIMIT")
