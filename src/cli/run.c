@@ -237,13 +237,16 @@ static int run_exit_status(const struct result_info *info, const struct sbx_resu
 	return own > 0 ? own : 1;
 }
 
-/* Without --json, say on stderr why a limit or cordon stopped the program (a runtime error
- * or a compile error already told the user itself). */
+/* Without --json, say on stderr why a limit or cordon stopped the program. A program that
+ * ran and failed (or a compiler) has told the user itself; one that could not be executed
+ * has not. */
 static void run_report_verdict(const struct result_info *info, const struct sbx_result *r,
 			       const struct run_ctx *ctx)
 {
 	enum sbx_code code = result_verdict(info, r);
-	if (code == SBX_OK || code == SBX_RUNTIME_ERROR || code == SBX_COMPILE_ERROR)
+	int v = result_verdict_step(r);
+	bool ran = v >= 0 && r->steps[v].ran;
+	if (code == SBX_OK || ((code == SBX_RUNTIME_ERROR || code == SBX_COMPILE_ERROR) && ran))
 		return;
 	if (code == SBX_CANCELLED && ctx->broken_pipe && !run_signal)
 		return;

@@ -23,6 +23,12 @@ void cli_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Messages quote names from hostile places (archive entries, the caller's paths): a
+	 * newline or a terminal escape in one must not forge a second line or garble the
+	 * terminal. */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	fprintf(stderr, "cordon: %s\n", msg);
 }
 
