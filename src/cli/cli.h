@@ -40,7 +40,7 @@ int state_image_rootfs(const char *state_dir, const char *name, char **ret, stru
 /* Create "<state>/images" (0700) if missing; *ret is its path. */
 int state_images_dir(const char *state_dir, bool create, char **ret, struct cdn_err *err);
 
-/* Small string helpers (state.c). */
+/* Small string helpers (cli.c). */
 bool streq(const char *a, const char *b);
 /* malloc'd printf; NULL when out of memory. */
 char *strprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

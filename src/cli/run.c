@@ -423,19 +423,24 @@ static int run_execute(const struct run_opts *o)
 	if (r < 0) {
 		/* cordon failed, not the program: say which step, and still give consumers of the
 		 * result object an answer they can parse. */
-		cli_error("%s", err.msg[0] ? err.msg : strerror(-r));
+		const char *msg = err.msg[0] ? err.msg : strerror(-r);
+		cli_error("%s", msg);
 		res = (struct sbx_result){.code = SBX_INTERNAL};
 		if (ctx.capture)
-			(void)run_emit_json(o, s.result_fd, &info, &res, &ctx, err.msg);
+			(void)run_emit_json(o, s.result_fd, &info, &res, &ctx, msg);
 		status = EXIT_CORDON;
 	} else if (ctx.cap.oom) {
 		cli_error("capturing the program's output: out of memory");
 		status = EXIT_CORDON;
 	} else {
-		status = run_exit_status(&info, &res, &ctx);
+		/* With --json the verdict is in the JSON; only cordon's own failure shows in the
+		 * exit status (a program may well exit 125 itself). */
+		bool internal = result_verdict(&info, &res) == SBX_INTERNAL;
 		if (o->json)
-			status = status == EXIT_CORDON ? EXIT_CORDON : 0;
-		if (!o->json || status == EXIT_CORDON)
+			status = internal ? EXIT_CORDON : 0;
+		else
+			status = run_exit_status(&info, &res, &ctx);
+		if (!o->json || internal)
 			run_report_verdict(&info, &res, &ctx);
 		if (ctx.capture && run_emit_json(o, s.result_fd, &info, &res, &ctx, NULL) < 0)
 			status = EXIT_CORDON;
