@@ -127,6 +127,9 @@ void run_opts_release(struct run_opts *o)
 	o->n_binds = 0;
 	free(o->workdir);
 	o->workdir = NULL;
+	for (size_t i = 0; i < o->n_secrets; i++)
+		free(o->secret_env[i]);
+	o->n_secrets = 0;
 }
 
 static int run_set_limit(struct run_opts *o, const char *name, const char *arg)
@@ -248,8 +251,19 @@ static bool run_env_name_valid(const char *s, size_t len)
 	return true;
 }
 
+/* Take a --secret K=V out of our argv: keep a copy, and overwrite the value in argv, which
+ * /proc/PID/cmdline shows to every host user (ps) and to anything that reads the memory of a
+ * process forked from us. */
+static char *run_take_secret(char *arg, size_t klen)
+{
+	char *copy = strdup(arg);
+	if (copy)
+		memset(arg + klen + 1, '*', strlen(arg + klen + 1));
+	return copy;
+}
+
 /* -e K=V and --secret K=V. A later K replaces an earlier one (the defaults included). */
-static int run_add_env(struct run_opts *o, const char *arg, bool secret)
+static int run_add_env(struct run_opts *o, char *arg, bool secret)
 {
 	const char *opt = secret ? "--secret" : "--env";
 	const char *eq = strchr(arg, '=');
@@ -272,7 +286,13 @@ static int run_add_env(struct run_opts *o, const char *arg, bool secret)
 			cli_error("--secret: at most %d secrets", RUN_MAX_SECRETS);
 			return -1;
 		}
-		o->secrets[o->n_secrets++] = eq + 1;
+		char *copy = run_take_secret(arg, klen);
+		if (!copy) {
+			cli_error("--secret: out of memory");
+			return -1;
+		}
+		o->secret_env[o->n_secrets] = arg = copy;
+		o->secrets[o->n_secrets++] = copy + klen + 1;
 	}
 	for (size_t i = 0; i < o->n_env; i++)
 		if (!strncmp(o->env[i], arg, klen + 1)) {
@@ -336,7 +356,7 @@ static int run_set_workdir(struct run_opts *o, const char *arg)
 }
 
 /* One option; -1 on bad input. */
-static int run_opt(struct run_opts *o, int c, const char *arg)
+static int run_opt(struct run_opts *o, int c, char *arg)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(run_limit_options); i++)
 		if (run_limit_options[i].opt == c)

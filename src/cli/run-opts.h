@@ -32,7 +32,8 @@ struct run_opts {
 	char *workdir;                 /* normalized, ours */
 	const char *env[RUN_BASE_ENV + RUN_MAX_ENV + 1]; /* "K=V", NULL-terminated */
 	size_t n_env;
-	const char *secrets[RUN_MAX_SECRETS];
+	const char *secrets[RUN_MAX_SECRETS]; /* values, inside secret_env */
+	char *secret_env[RUN_MAX_SECRETS];    /* "K=V" of each --secret, ours */
 	size_t n_secrets;
 	const char *stdin_path;
 	bool json;
