@@ -108,7 +108,8 @@ static int image_ls(const struct image_args *a)
 	}
 	closedir(d);
 	if (status == 0) {
-		qsort(names, n, sizeof(*names), image_cmp);
+		if (n)
+			qsort(names, n, sizeof(*names), image_cmp);
 		puts("host");
 		for (size_t i = 0; i < n; i++)
 			puts(names[i]);
