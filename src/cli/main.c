@@ -2,6 +2,7 @@
  * status; this file only picks one. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -28,6 +29,30 @@ static int main_version(void)
 	return 0;
 }
 
+/* Run a sibling program of this binary (same directory): the subcommands that need heavy
+ * libraries live in their own executables so that `cordon run` loads none of them. */
+static int main_exec_sibling(const char *prog, char **argv)
+{
+	char self[4096], path[4200];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0) {
+		cli_error("finding cordon's own path: %m");
+		return EXIT_CORDON;
+	}
+	self[n] = 0;
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = 0;
+	if (snprintf(path, sizeof(path), "%s/%s", self, prog) >= (int)sizeof(path)) {
+		cli_error("path of %s is too long", prog);
+		return EXIT_CORDON;
+	}
+	argv[0] = (char *)prog;
+	execv(path, argv);
+	cli_error("running \"%s\": %m (is cordon installed completely?)", path);
+	return EXIT_CORDON;
+}
+
 static int main_dispatch(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -38,7 +63,7 @@ static int main_dispatch(int argc, char **argv)
 	if (streq(cmd, "run"))
 		return run_main(argc - 1, argv + 1);
 	if (streq(cmd, "image"))
-		return image_main(argc - 1, argv + 1);
+		return main_exec_sibling("cordon-image", argv + 1);
 	if (streq(cmd, "version") || streq(cmd, "--version"))
 		return main_version();
 	if (streq(cmd, "help") || streq(cmd, "--help") || streq(cmd, "-h")) {

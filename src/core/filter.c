@@ -314,13 +314,3 @@ void filter_free(struct sock_fprog *prog)
 	prog->len = 0;
 }
 
-int filter_load(const struct sock_fprog *prog)
-{
-	if (!prog || !prog->filter || prog->len == 0)
-		return -EINVAL;
-	/* flags 0: no TSYNC (single-threaded child), no SPEC_ALLOW (keep the kernel's
-	 * speculative-store-bypass mitigation for filtered tasks). */
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog) < 0)
-		return -errno;
-	return 0;
-}
