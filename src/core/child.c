@@ -804,9 +804,20 @@ static void close_inherited(const struct child_ctx *ctx)
 		close_inherited(ctx); /* more than one batch */
 }
 
+/* Init is a copy of the supervisor: wipe the supervisor's environment strings so nothing of
+ * the caller's environment survives in the sandbox's PID 1 (defence in depth: init is also
+ * non-dumpable, so the program cannot read /proc/1/environ or its memory anyway). */
+static void wipe_environment(void)
+{
+	extern char **environ;
+	for (char **e = environ; e && *e; e++)
+		memset(*e, 0, strlen(*e));
+}
+
 void child_main(const struct child_ctx *ctx)
 {
 	g_ctx = ctx;
+	wipe_environment();
 	close_inherited(ctx);
 	if (read_cmd() != CHILD_CMD_MAPPED)
 		_exit(125); /* parent gone or gave up */

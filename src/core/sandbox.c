@@ -57,6 +57,8 @@
 #define SETUP_TIMEOUT_MS 30000
 
 static int cancel_pipe[2] = {-1, -1};
+/* Set by sandbox_cancel() even before the pipe exists, so an early cancel is not lost. */
+static volatile sig_atomic_t cancel_requested;
 
 static const char *const code_names[SBX__COUNT] = {
 	[SBX_OK] = NULL,
@@ -81,6 +83,7 @@ const char *sbx_code_name(enum sbx_code code)
 
 void sandbox_cancel(void)
 {
+	cancel_requested = 1;
 	if (cancel_pipe[1] >= 0) {
 		char c = 'c';
 		ssize_t n = write(cancel_pipe[1], &c, 1);
@@ -912,6 +915,8 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 	r.t_clone = now_ns();
 	ret_result->setup.clone_ns = r.t_clone - t_prep;
 	arm_timer(r.tfd_wall, SETUP_TIMEOUT_MS * 1000000ULL);
+	if (cancel_requested)
+		kill_sandbox(&r, SBX_CANCELLED);
 
 	supervise(&r);
 
