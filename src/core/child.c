@@ -50,35 +50,11 @@ static size_t scat(char *dst, size_t size, size_t off, const char *s)
 	return off;
 }
 
-static size_t scat_u(char *dst, size_t size, size_t off, unsigned long v)
-{
-	char tmp[24];
-	int n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n > 0 && off + 1 < size)
-		dst[off++] = tmp[--n];
-	dst[off] = 0;
-	return off;
-}
-
 /* Path inside the new root while it is still under NEWROOT. */
 static void rootpath(char *buf, size_t size, const char *inside)
 {
 	size_t o = scat(buf, size, 0, NEWROOT);
 	scat(buf, size, o, inside);
-}
-
-static void fdpath(char *buf, size_t size, int fd, const char *rel)
-{
-	size_t o = scat(buf, size, 0, "/proc/self/fd/");
-	o = scat_u(buf, size, o, (unsigned long)fd);
-	if (rel) {
-		o = scat(buf, size, o, "/");
-		scat(buf, size, o, rel);
-	}
 }
 
 /* ---- reporting ---- */
@@ -137,6 +113,18 @@ static int bind_mount(const char *src, const char *dst, unsigned long flags)
 {
 	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
 		return -1;
+	return mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | flags | locked_flags(dst),
+		     NULL);
+}
+
+/* Attach a detached mount from the parent at dst; when the parent could not set its flags
+ * (no mount_setattr), remount it here with the same restrictions. */
+static int attach_tree(int fd, const char *dst, bool attr_done, unsigned long flags)
+{
+	if (move_mount(fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return -1;
+	if (attr_done)
+		return 0;
 	return mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | flags | locked_flags(dst),
 		     NULL);
 }
@@ -212,10 +200,17 @@ static void setup_host_image(void)
 
 /* A named image: every top-level entry of its root directory, read-only, except the ones
  * cordon provides itself (proc, dev, sys, tmp). */
+#define IMAGE_STAGE NEWROOT "/.cordon-image"
+
 static void setup_named_image(int imgfd)
 {
 	char buf[4096], dst[512], src[512], link[512];
-	int dfd = openat(imgfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Attach the image where we can bind from it (a mount of our own namespace), take each
+	 * entry, then detach it again before the root becomes read-only. */
+	CHECK(mkdir(IMAGE_STAGE, 0700), CS_IMAGE, -1);
+	CHECK(attach_tree(imgfd, IMAGE_STAGE, g_ctx->image_attr_done, MS_RDONLY | MS_NODEV),
+	      CS_IMAGE, -1);
+	int dfd = open(IMAGE_STAGE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		fail(CS_IMAGE, errno, -1);
 	for (;;) {
@@ -250,12 +245,15 @@ static void setup_named_image(int imgfd)
 				CHECK(symlink(link, dst), CS_IMAGE, -1);
 			} else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
 				CHECK(make_mountpoint(dst, S_ISDIR(st.st_mode)), CS_IMAGE, -1);
-				fdpath(src, sizeof(src), imgfd, nm);
+				size_t so = scat(src, sizeof(src), 0, IMAGE_STAGE "/");
+				scat(src, sizeof(src), so, nm);
 				CHECK(bind_mount(src, dst, MS_RDONLY | MS_NODEV), CS_IMAGE, -1);
 			}
 		}
 	}
 	close(dfd);
+	CHECK(umount2(IMAGE_STAGE, MNT_DETACH), CS_IMAGE, -1);
+	CHECK(rmdir(IMAGE_STAGE), CS_IMAGE, -1);
 }
 
 /* The generated /etc of the `host` image: only what programs need to run, nothing that
@@ -368,13 +366,13 @@ static void setup_dev(void)
 static void setup_binds(void)
 {
 	const struct sbx_spec *spec = g_ctx->spec;
-	char dst[4200], src[64];
+	char dst[4200];
 	for (size_t i = 0; i < spec->n_binds; i++) {
 		rootpath(dst, sizeof(dst), spec->binds[i].dest);
 		CHECK(mkdir_parents(dst), CS_BIND, (int)i);
 		CHECK(make_mountpoint(dst, g_ctx->bind_is_dir[i]), CS_BIND, (int)i);
-		fdpath(src, sizeof(src), g_ctx->bind_fd[i], NULL);
-		CHECK(bind_mount(src, dst, MS_NODEV | (spec->binds[i].writable ? 0 : MS_RDONLY)),
+		CHECK(attach_tree(g_ctx->bind_fd[i], dst, g_ctx->bind_attr_done[i],
+				  MS_NODEV | (spec->binds[i].writable ? 0 : MS_RDONLY)),
 		      CS_BIND, (int)i);
 	}
 }

@@ -18,9 +18,11 @@ struct child_ctx {
 	int rep_fd;                      /* write end: init -> parent messages */
 	int out_w[SBX_MAX_STEPS];        /* stdout write ends, one pipe per step */
 	int err_w[SBX_MAX_STEPS];        /* stderr write ends (-1: merged into stdout) */
-	int image_fd;                    /* O_PATH dir of a named image; -1 for `host` */
-	int bind_fd[CHILD_MAX_BINDS];    /* O_PATH fds of the bind sources, opened by the parent */
+	int image_fd;                    /* detached mount (open_tree) of a named image, or -1 */
+	bool image_attr_done;            /* the parent made it ro/nosuid/nodev (mount_setattr) */
+	int bind_fd[CHILD_MAX_BINDS];    /* detached mounts of the bind sources */
 	bool bind_is_dir[CHILD_MAX_BINDS];
+	bool bind_attr_done[CHILD_MAX_BINDS];
 	const struct sock_fprog *filter; /* seccomp BPF built by the parent */
 	int landlock_abi;                /* 0: the kernel has no Landlock */
 	int cap_last;                    /* /proc/sys/kernel/cap_last_cap */

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -586,25 +587,56 @@ static pid_t spawn(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 	return pid;
 }
 
+/* A detached copy of the mount at `path` (open_tree OPEN_TREE_CLONE, not recursive: the
+ * source's submounts stay behind), already nosuid, nodev and, unless writable, read-only. The
+ * child attaches it with move_mount: a plain bind from a path the parent resolved would fail,
+ * since the source mount belongs to the parent's mount namespace. */
+static int clone_tree(const char *path, bool writable, bool *ret_is_dir, bool *ret_attr_done,
+		      struct cdn_err *err)
+{
+	int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOSYS)
+			return err_set(err, errno, "open_tree (linux >= 5.2) is needed for \"%s\"", path);
+		return err_set(err, errno, "\"%s\"", path);
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return err_set(err, e, "\"%s\"", path);
+	}
+	*ret_is_dir = S_ISDIR(st.st_mode);
+	struct mount_attr attr = {
+		.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (writable ? 0 : MOUNT_ATTR_RDONLY),
+	};
+	/* Without mount_setattr (linux < 5.12) the child remounts after attaching. */
+	*ret_attr_done = mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) == 0;
+	return fd;
+}
+
 static int open_sources(const struct sbx_spec *spec, struct child_ctx *ctx, struct cdn_err *err)
 {
 	ctx->image_fd = -1;
 	for (size_t i = 0; i < CHILD_MAX_BINDS; i++)
 		ctx->bind_fd[i] = -1;
+	/* The supervisor resolves every host path with its own credentials; the child only gets
+	 * detached mounts, so it never walks a host path as the sandbox uid. */
 	if (spec->image_root) {
-		ctx->image_fd = open(spec->image_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (ctx->image_fd < 0)
-			return err_set(err, errno, "opening image root \"%s\"", spec->image_root);
+		bool dir;
+		int fd = clone_tree(spec->image_root, false, &dir, &ctx->image_attr_done, err);
+		if (fd < 0)
+			return err_wrap(err, "image root");
+		ctx->image_fd = fd;
+		if (!dir)
+			return err_set(err, ENOTDIR, "image root \"%s\"", spec->image_root);
 	}
-	/* The supervisor resolves every host path with its own credentials; the child only sees
-	 * the fds, so it never walks a host path as the sandbox uid. */
 	for (size_t i = 0; i < spec->n_binds; i++) {
-		int fd = open(spec->binds[i].src, O_PATH | O_CLOEXEC);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st) < 0)
-			return err_set(err, errno, "bind source \"%s\"", spec->binds[i].src);
+		int fd = clone_tree(spec->binds[i].src, spec->binds[i].writable, &ctx->bind_is_dir[i],
+				    &ctx->bind_attr_done[i], err);
+		if (fd < 0)
+			return err_wrap(err, "bind source");
 		ctx->bind_fd[i] = fd;
-		ctx->bind_is_dir[i] = S_ISDIR(st.st_mode);
 	}
 	return 0;
 }
