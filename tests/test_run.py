@@ -200,11 +200,15 @@ def test_rw_bind_is_writable(cordon):
 
 
 def test_bind_source_under_private_dir(cordon, tmp_path):
-    # pytest's tmp_path lives under /tmp/pytest-of-root (mode 0700): a root user's private
-    # files must still be bindable (the lookup must not happen as the unprivileged uid).
+    # pytest's tmp_path lives under /tmp/pytest-of-root (mode 0700): a bind source below a
+    # private directory must still be bindable (the supervisor resolves it, not the sandbox
+    # uid). What is inside the bind keeps its own permissions: the sandbox uid is not root.
     os.chmod(tmp_path, 0o700)
-    (tmp_path / "f").write_text("private-ok\n")
-    r = cordon.helper("cat", "/p/f", opts=["--ro", f"{tmp_path}:/p"])
+    sub = tmp_path / "pub"
+    sub.mkdir(mode=0o755)
+    os.chmod(sub, 0o755)
+    (sub / "f").write_text("private-ok\n")
+    r = cordon.helper("cat", "/p/f", opts=["--ro", f"{sub}:/p"])
     expect(r, None)
     assert r.stdout == "private-ok\n", r
 

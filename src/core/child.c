@@ -316,7 +316,9 @@ static void setup_proc(void)
 		rootpath(p, sizeof(p), hide[i]);
 		if (access(p, F_OK) < 0)
 			continue;
-		CHECK(mount("/dev/null", p, NULL, MS_BIND, NULL), CS_PROC_MASK, (int)i);
+		/* nodev: opening the mask fails outright instead of reading /dev/null. */
+		CHECK(bind_mount("/dev/null", p, MS_RDONLY | MS_NODEV | MS_NOEXEC), CS_PROC_MASK,
+		      (int)i);
 	}
 	for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
 		rootpath(p, sizeof(p), ro[i]);
@@ -728,8 +730,12 @@ static int run_step(int step)
 	end_step();
 
 	struct child_msg x = {.type = MSG_EXIT, .step = step, .status = status};
-	struct statfs sf;
-	if (statfs("/tmp", &sf) == 0) {
+	/* The size-limited tmpfs mounts: a full one explains an ENOSPC death. */
+	static const char *const scratch[] = {"/tmp", "/dev/shm"};
+	for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++) {
+		struct statfs sf;
+		if (statfs(scratch[i], &sf) < 0)
+			continue;
 		if (sf.f_bavail == 0)
 			x.flags |= SCRATCH_FULL_BLOCKS;
 		if (sf.f_ffree == 0)

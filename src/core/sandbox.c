@@ -445,12 +445,12 @@ static void judge_step(struct run *r, int step)
 			 (unsigned long long)l->pids);
 	} else if (failed && (scratch & SCRATCH_FULL_INODES)) {
 		c = SBX_FILE_LIMIT;
-		snprintf(buf, sizeof(buf), "file count limit of %llu reached in /tmp",
+		snprintf(buf, sizeof(buf), "file count limit of %llu reached",
 			 (unsigned long long)l->max_files);
 	} else if (failed && (scratch & SCRATCH_FULL_BLOCKS)) {
 		c = SBX_FILE_LIMIT;
 		fmt_size(sz, sizeof(sz), l->disk_bytes);
-		snprintf(buf, sizeof(buf), "disk limit of %s reached in /tmp", sz);
+		snprintf(buf, sizeof(buf), "disk limit of %s reached", sz);
 	} else if (r->exec_failed) {
 		c = compile ? SBX_COMPILE_ERROR : SBX_RUNTIME_ERROR;
 		sr->exited = true;
