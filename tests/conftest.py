@@ -90,11 +90,23 @@ def proc_cmdline(pid):
         return "?"
 
 
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def sandbox_processes(exclude=()):
-    """(pid, uids, cmdline) of every host process running with a sandbox uid."""
+    """(pid, uids, cmdline) of every live host process running with a sandbox uid. Zombies
+    are left out: a dead sandbox init whose supervisor was SIGKILLed is reparented to the
+    host's init, which reaps it in its own time; it runs nothing and holds nothing."""
     found = []
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) in exclude:
+            continue
+        if proc_state(d) in ("Z", "X", None):
             continue
         uids = proc_uids(d)
         if uids and any(SANDBOX_UID_MIN <= u <= SANDBOX_UID_MAX for u in uids):
