@@ -661,11 +661,17 @@ static uint64_t count_files(const char *dir, int depth)
 
 /* Kill whatever the step left (daemons included) and reap it all: kill(-1) from the pid
  * namespace's init reaches every process in it but init. */
-static void end_step(void)
+static int end_step(void)
 {
+	int left = 0;
 	kill(-1, SIGKILL);
-	while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
-		;
+	for (;;) {
+		if (waitpid(-1, NULL, __WALL) > 0)
+			left++;
+		else if (errno != EINTR)
+			break;
+	}
+	return left;
 }
 
 struct program_args {
@@ -691,8 +697,15 @@ static int run_step(int step)
 	 * table is copied (posix_spawn's trick). It only touches its own stack and makes system
 	 * calls, and init sleeps until it has exec'd or died. */
 	struct program_args pa = {.step = step, .errpipe = ep[1]};
+#ifdef __SANITIZE_ADDRESS__
+	/* ASan cannot follow a switch to program_stack: sanitizer builds use a plain fork. */
+	pid_t pid = fork();
+	if (pid == 0)
+		program_entry(&pa);
+#else
 	pid_t pid = clone(program_entry, program_stack + sizeof(program_stack),
 			  CLONE_VM | CLONE_VFORK | SIGCHLD, &pa);
+#endif
 	if (pid < 0)
 		fail(CS_FORK, errno, step);
 	g_program = pid;
@@ -727,9 +740,10 @@ static int run_step(int step)
 			break;
 	}
 	g_program = -1;
-	end_step();
+	/* What the program left running (a fork bomb's children, daemons) is killed here. */
+	int left = end_step();
 
-	struct child_msg x = {.type = MSG_EXIT, .step = step, .status = status};
+	struct child_msg x = {.type = MSG_EXIT, .step = step, .status = status, .arg = left};
 	/* The size-limited tmpfs mounts: a full one explains an ENOSPC death. */
 	static const char *const scratch[] = {"/tmp", "/dev/shm"};
 	for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++) {

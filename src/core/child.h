@@ -42,7 +42,8 @@ enum child_msg_type {
 	MSG_FAIL = 1, /* setup failed: step = setup step, err = errno, arg = index (bind #) */
 	MSG_EXEC,     /* step `step` is running (execve succeeded) */
 	MSG_EXECFAIL, /* step `step`: execve failed with err */
-	MSG_EXIT,     /* step `step` ended: status = wait status, files/flags = scratch stats */
+	MSG_EXIT,     /* step `step` ended: status = wait status, arg = processes it left behind,
+		       * files/flags = scratch stats */
 };
 
 /* Scratch stats flags in MSG_EXIT. */

@@ -439,10 +439,13 @@ static void judge_step(struct run *r, int step)
 		c = SBX_FILE_LIMIT;
 		fmt_size(sz, sizeof(sz), l->fsize_bytes);
 		snprintf(buf, sizeof(buf), "file size limit of %s exceeded", sz);
-	} else if (failed && pids_hit) {
+	} else if (pids_hit && (failed || (r->step_exited && r->exit_msg.arg > 0))) {
+		/* The pids limit refused a fork and the program failed, or it exited while its
+		 * children were still forking (a fork bomb whose first process returns at once). */
 		c = SBX_PROCESS_LIMIT;
 		snprintf(buf, sizeof(buf), "process limit of %llu reached",
 			 (unsigned long long)l->pids);
+		failed = true;
 	} else if (failed && (scratch & SCRATCH_FULL_INODES)) {
 		c = SBX_FILE_LIMIT;
 		snprintf(buf, sizeof(buf), "file count limit of %llu reached",
