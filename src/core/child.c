@@ -547,6 +547,7 @@ static void drop_privileges(int errpipe)
 static void set_limits(int errpipe, const struct sbx_limits *l)
 {
 	uint64_t cpu_s = l->cpu_ms / 1000 + 1; /* RLIMIT_CPU: a per-process backstop only */
+	uint64_t nproc = g_ctx->cgroup_pids ? 2 * l->pids + 16 : l->pids + 1;
 	const struct {
 		int res;
 		uint64_t soft, hard;
@@ -554,8 +555,10 @@ static void set_limits(int errpipe, const struct sbx_limits *l)
 		{RLIMIT_NOFILE, l->nofile, l->nofile},
 		{RLIMIT_FSIZE, l->fsize_bytes, l->fsize_bytes},
 		{RLIMIT_CORE, 0, 0},
-		/* NPROC counts the sandbox uid's tasks: a backstop for the cgroup pids limit */
-		{RLIMIT_NPROC, l->pids + 1, l->pids + 1},
+		/* NPROC counts the sandbox uid's tasks: only a backstop when the cgroup's pids.max
+		 * enforces the limit (which must hit first, so its counter tells the verdict);
+		 * the limit itself without a cgroup (+1: init runs as the same uid). */
+		{RLIMIT_NPROC, nproc, nproc},
 		{RLIMIT_STACK, 8u << 20, l->memory_bytes},
 		{RLIMIT_CPU, cpu_s, cpu_s + 1},
 		{RLIMIT_MEMLOCK, 64u << 10, 64u << 10},
@@ -679,8 +682,10 @@ struct program_args {
 	int errpipe;
 };
 
+#ifndef __SANITIZE_ADDRESS__
 /* The program's stack while it shares init's memory (before its execve). */
 static char program_stack[256 * 1024] __attribute__((aligned(16)));
+#endif
 
 static int program_entry(void *arg)
 {

@@ -27,6 +27,7 @@ struct child_ctx {
 	int landlock_abi;                /* 0: the kernel has no Landlock */
 	int cap_last;                    /* /proc/sys/kernel/cap_last_cap */
 	bool unshare_cgroupns;           /* v1: enter a cgroup namespace after the move */
+	bool cgroup_pids;                /* pids.max enforces the process limit */
 	char scratch_opts[96];           /* tmpfs options of /tmp: size, nr_inodes */
 	char shm_opts[64];
 	const char *writable[CHILD_MAX_BINDS + 2]; /* Landlock write paths inside the sandbox */

@@ -691,6 +691,7 @@ static void fill_ctx(struct run *r, struct child_ctx *ctx)
 	ctx->filter = &host.filter;
 	ctx->landlock_abi = host.landlock_abi;
 	ctx->cap_last = host.cap_last;
+	ctx->cgroup_pids = r->have_cg;
 	/* nr_inodes counts the root directory of the tmpfs too. */
 	snprintf(ctx->scratch_opts, sizeof(ctx->scratch_opts), "mode=1777,size=%llu,nr_inodes=%llu",
 		 (unsigned long long)l0->disk_bytes, (unsigned long long)l0->max_files + 1);
