@@ -255,6 +255,11 @@ class Result:
         return e["code"] if e else None
 
     @property
+    def message(self):
+        err = self.json.get("error") if self.json else None
+        return (err or {}).get("message") or ""
+
+    @property
     def stdout(self):
         return self.json.get("stdout") or ""
 

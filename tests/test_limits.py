@@ -204,5 +204,8 @@ def test_fd_exhaustion(cordon):
     assert not r.helper_ok, r
     assert "EMFILE" in r.stdout, r
     assert r.status == "failed", r
+    # The supervisor saw the fd table full when the program exited: the open-files limit.
+    assert r.code == "SANDBOX_FILE_LIMIT", r
+    assert "open files" in r.message, r
     n = int(re.search(r"opened (\d+) fds", r.stdout).group(1))
     assert n <= 32, r

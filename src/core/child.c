@@ -15,6 +15,9 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/uio.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -575,12 +578,50 @@ static void set_limits(int errpipe, const struct sbx_limits *l)
 	}
 }
 
+/* Ask the supervisor to look at each process of the program as it calls exit_group, while
+ * its fd table is still whole: a table full up to RLIMIT_NOFILE explains a failure as the
+ * open-files limit (the kernel keeps no counter of EMFILE). A one-rule filter returning
+ * SECCOMP_RET_USER_NOTIF; its listener fd goes to the supervisor over the control socket and
+ * is closed here at once (a process waiting on its own listener would never exit). Best
+ * effort: without user notification the verdict just cannot name this limit. */
+static void watch_exits(void)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_exit_group, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+	int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+			      SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+	if (fd < 0)
+		return;
+	char byte = 'L';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	sendmsg(g_ctx->go_fd, &mh, MSG_NOSIGNAL);
+	close(fd);
+}
+
 __attribute__((noreturn)) static void run_program(int step, int errpipe)
 {
 	const struct sbx_spec *spec = g_ctx->spec;
 	const struct sbx_step *st = &spec->steps[step];
 	/* A new session: no controlling terminal, so TIOCSTI has no terminal to reach. */
 	PCHECK(setsid(), CS_STDIO);
+	watch_exits();
 	/* Move every fd we keep above 9 first, so placing them on 0-3 cannot clobber one. */
 	int in = st->stdin_fd >= 0 ? st->stdin_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
 	int out = g_ctx->out_w[step];

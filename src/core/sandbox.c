@@ -32,7 +32,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
+#include <linux/seccomp.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -174,7 +178,20 @@ struct run {
 	struct child_msg fail_msg, exit_msg;
 	bool exec_failed;
 	int32_t exec_err;
+	int notif_fd[SBX_MAX_STEPS]; /* seccomp listeners: exit_group of each program process */
+	size_t n_notif;
+	bool nofile_full;        /* a process exited with its fd table full (RLIMIT_NOFILE) */
 };
+
+/* epoll tags: which source an event came from. */
+enum { TAG_PIDFD = 1, TAG_REPORT, TAG_WALL, TAG_CPU, TAG_CANCEL, TAG_CONTROL, TAG_NOTIF,
+       TAG_STREAM = 16 };
+
+static int watch(struct run *r, int fd, uint32_t tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = tag};
+	return epoll_ctl(r->ep, EPOLL_CTL_ADD, fd, &ev);
+}
 
 static void emit_output(void *ud, const char *buf, size_t len)
 {
@@ -303,6 +320,73 @@ static void on_output(struct run *r, struct stream *s)
 	}
 }
 
+/* The program sent the listener fd of its exit_group filter (child.c watch_exits). */
+static void on_control(struct run *r)
+{
+	char byte;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	ssize_t n = recvmsg(r->go_w, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n <= 0) {
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			epoll_ctl(r->ep, EPOLL_CTL_DEL, r->go_w, NULL);
+		return;
+	}
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		return;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (r->n_notif >= SBX_MAX_STEPS || watch(r, fd, TAG_NOTIF) < 0) {
+		close(fd); /* with no listener left, the program's exits just proceed */
+		return;
+	}
+	r->notif_fd[r->n_notif++] = fd;
+}
+
+static uint64_t count_fds(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0;
+	uint64_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* A program process is in exit_group: note whether its fd table is full, let it go on. */
+static void on_notif(struct run *r, int fd)
+{
+	struct seccomp_notif req;
+	struct seccomp_notif_resp resp;
+	memset(&req, 0, sizeof(req));
+	if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) {
+		if (errno != EINTR && errno != ENOENT) {
+			epoll_ctl(r->ep, EPOLL_CTL_DEL, fd, NULL);
+		}
+		return;
+	}
+	/* The pid cannot be reused while its owner waits on us; ID_VALID double-checks. */
+	if (ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req.id) == 0 &&
+	    count_fds((pid_t)req.pid) >= cur_limits(r)->nofile)
+		r->nofile_full = true;
+	memset(&resp, 0, sizeof(resp));
+	resp.id = req.id;
+	resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+	ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+}
+
 static void begin_step_accounting(struct run *r)
 {
 	struct cg_stats st = {0};
@@ -313,6 +397,7 @@ static void begin_step_accounting(struct run *r)
 	r->pids_base = st.pids_refused;
 	r->pids_peak_sampled = 0;
 	r->mem_peak_sampled = 0;
+	r->nofile_full = false;
 	r->kept = 0;
 }
 
@@ -446,6 +531,10 @@ static void judge_step(struct run *r, int step)
 		snprintf(buf, sizeof(buf), "process limit of %llu reached",
 			 (unsigned long long)l->pids);
 		failed = true;
+	} else if (failed && r->nofile_full) {
+		c = SBX_FILE_LIMIT;
+		snprintf(buf, sizeof(buf), "open files limit of %llu reached",
+			 (unsigned long long)l->nofile);
 	} else if (failed && (scratch & SCRATCH_FULL_INODES)) {
 		c = SBX_FILE_LIMIT;
 		snprintf(buf, sizeof(buf), "file count limit of %llu reached",
@@ -493,7 +582,6 @@ static int setup_failure(struct run *r, struct cdn_err *err)
 
 /* ---- setup and teardown ---- */
 
-enum { TAG_PIDFD = 1, TAG_REPORT, TAG_WALL, TAG_CPU, TAG_CANCEL, TAG_STREAM = 16 };
 
 static int validate(const struct sbx_spec *spec, struct cdn_err *err)
 {
@@ -537,11 +625,6 @@ static int write_id_maps(pid_t pid, uid_t uid, struct cdn_err *err)
 	return 0;
 }
 
-static int watch(struct run *r, int fd, uint32_t tag)
-{
-	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = tag};
-	return epoll_ctl(r->ep, EPOLL_CTL_ADD, fd, &ev);
-}
 
 /* clone3 into the cgroup where the kernel allows it (v2); clone + pidfd_open otherwise. */
 static pid_t spawn(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
@@ -743,6 +826,11 @@ static void dispatch(struct run *r, uint32_t tag)
 		while (read(cancel_pipe[0], buf, sizeof(buf)) > 0)
 			;
 		kill_sandbox(r, SBX_CANCELLED);
+	} else if (tag == TAG_CONTROL) {
+		on_control(r);
+	} else if (tag >= TAG_NOTIF && tag < TAG_STREAM) {
+		for (size_t i = 0; i < r->n_notif; i++)
+			on_notif(r, r->notif_fd[i]);
 	} else if (tag >= TAG_STREAM && tag - TAG_STREAM < r->n_streams) {
 		on_output(r, &r->streams[tag - TAG_STREAM]);
 	}
@@ -802,6 +890,8 @@ static void teardown(struct run *r, struct child_ctx *ctx)
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+	for (size_t i = 0; i < r->n_notif; i++)
+		close(r->notif_fd[i]);
 	for (size_t i = 0; i < r->n_streams; i++) {
 		if (r->streams[i].fd >= 0)
 			close(r->streams[i].fd);
@@ -879,7 +969,8 @@ static int prepare(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 	if (r->ep < 0 || r->tfd_wall < 0 || r->tfd_cpu < 0)
 		return err_set(err, errno, "creating epoll and timers");
 	if (watch(r, r->rep_r, TAG_REPORT) < 0 || watch(r, r->tfd_wall, TAG_WALL) < 0 ||
-	    watch(r, r->tfd_cpu, TAG_CPU) < 0 || watch(r, cancel_pipe[0], TAG_CANCEL) < 0)
+	    watch(r, r->tfd_cpu, TAG_CPU) < 0 || watch(r, cancel_pipe[0], TAG_CANCEL) < 0 ||
+	    watch(r, r->go_w, TAG_CONTROL) < 0)
 		return err_set(err, errno, "epoll_ctl");
 	for (size_t i = 0; i < r->n_streams; i++)
 		if (watch(r, r->streams[i].fd, TAG_STREAM + (uint32_t)i) < 0)
