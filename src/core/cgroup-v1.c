@@ -122,6 +122,23 @@ static int v1_attach(struct cg *cg, pid_t pid, struct cdn_err *err)
 	return 0;
 }
 
+static int v1_self_attach_fds(struct cg *cg, int *ret_fds, size_t max, struct cdn_err *err)
+{
+	if (max < H__COUNT)
+		return err_set(err, E2BIG, "too many cgroup hierarchies");
+	for (int h = 0; h < H__COUNT; h++) {
+		ret_fds[h] = openat(cg->dirfd[h], "tasks", O_WRONLY | O_CLOEXEC);
+		if (ret_fds[h] < 0) {
+			int e = errno;
+			while (h-- > 0)
+				close(ret_fds[h]);
+			return err_set(err, e, "opening the tasks file of %s cgroup \"%s\"",
+				       hier_names[h < 0 ? 0 : h], cg->name);
+		}
+	}
+	return H__COUNT;
+}
+
 static int v1_cpu_ns(struct cg *cg, uint64_t *ret)
 {
 	char buf[32];
@@ -214,6 +231,7 @@ const struct cg_ops cg_v1_ops = {
 	.set_limits = v1_set_limits,
 	.clone_fd = v1_clone_fd,
 	.attach = v1_attach,
+	.self_attach_fds = v1_self_attach_fds,
 	.cpu_ns = v1_cpu_ns,
 	.stats = v1_stats,
 	.reset_peak = v1_reset_peak,

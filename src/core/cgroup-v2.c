@@ -127,6 +127,11 @@ static int v2_attach(struct cg *cg, pid_t pid, struct cdn_err *err)
 	return 0;
 }
 
+static int v2_self_attach_fds(struct cg *cg, int *ret_fds, size_t max, struct cdn_err *err)
+{
+	return 0; /* born inside with CLONE_INTO_CGROUP; attach() without clone3 */
+}
+
 static int v2_cpu_ns(struct cg *cg, uint64_t *ret)
 {
 	char buf[1024];
@@ -220,6 +225,7 @@ const struct cg_ops cg_v2_ops = {
 	.set_limits = v2_set_limits,
 	.clone_fd = v2_clone_fd,
 	.attach = v2_attach,
+	.self_attach_fds = v2_self_attach_fds,
 	.cpu_ns = v2_cpu_ns,
 	.stats = v2_stats,
 	.reset_peak = v2_reset_peak,

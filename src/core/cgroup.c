@@ -124,45 +124,79 @@ static bool has_option(const char *opts, const char *word)
 	return false;
 }
 
-int cg_find_mount(const char *fstype, const char *controller, char *buf, size_t size)
+/* /proc/self/mountinfo, read once per process: backend detection looks up four mounts. */
+static char *mountinfo;
+
+static const char *read_mountinfo(void)
 {
+	if (mountinfo)
+		return mountinfo;
 	FILE *mi = fopen("/proc/self/mountinfo", "re");
 	if (!mi)
+		return NULL;
+	size_t len = 0, cap = 0;
+	char *buf = NULL;
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			if (cap >= (64u << 20))
+				break; /* absurd mount table: keep what was read */
+			char *nb = realloc(buf, cap ? cap * 2 : 16384);
+			if (!nb)
+				break;
+			buf = nb;
+			cap = cap ? cap * 2 : 16384;
+		}
+		size_t n = fread(buf + len, 1, cap - len - 1, mi);
+		if (n == 0)
+			break;
+		len += n;
+	}
+	fclose(mi);
+	if (buf)
+		buf[len] = 0;
+	mountinfo = buf;
+	return mountinfo;
+}
+
+int cg_find_mount(const char *fstype, const char *controller, char *buf, size_t size)
+{
+	const char *all = read_mountinfo();
+	if (!all)
 		return -errno;
-	char *line = NULL;
-	size_t cap = 0;
-	int r = -ENOENT;
-	while (getline(&line, &cap, mi) > 0) {
+	char line[4096];
+	for (const char *p = all; *p;) {
+		size_t n = strcspn(p, "\n");
+		size_t take = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+		memcpy(line, p, take);
+		line[take] = 0;
+		p += n + (p[n] == '\n');
 		/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
 		char *f[32];
 		int nf = 0;
-		for (char *p = line; *p && nf < 32;) {
-			while (*p == ' ')
-				p++;
-			if (!*p || *p == '\n')
+		for (char *q = line; *q && nf < 32;) {
+			while (*q == ' ')
+				q++;
+			if (!*q)
 				break;
-			f[nf++] = p;
-			p += strcspn(p, " \n");
-			if (*p)
-				*p++ = 0;
+			f[nf++] = q;
+			q += strcspn(q, " ");
+			if (*q)
+				*q++ = 0;
 		}
 		int dash = 6;
 		while (dash < nf && strcmp(f[dash], "-"))
 			dash++;
 		if (nf < 5 || dash + 1 >= nf)
 			continue;
-		char *fields[5] = {f[0], f[1], f[2], f[3], f[4]};
-		char *fs = f[dash + 1], *super = dash + 3 < nf ? f[dash + 3] : NULL;
-		if (!fields[4] || !fs || strcmp(fs, fstype))
+		const char *mnt = f[4], *fs = f[dash + 1];
+		const char *super = dash + 3 < nf ? f[dash + 3] : NULL;
+		if (strcmp(fs, fstype))
 			continue;
 		if (controller && (!super || !has_option(super, controller)))
 			continue;
-		if ((size_t)snprintf(buf, size, "%s", fields[4]) >= size)
+		if ((size_t)snprintf(buf, size, "%s", mnt) >= size)
 			continue;
-		r = 0;
-		break;
+		return 0;
 	}
-	free(line);
-	fclose(mi);
-	return r;
+	return -ENOENT;
 }

@@ -32,8 +32,11 @@ struct cg_ops {
 	int (*set_limits)(struct cg *cg, const struct sbx_limits *l, struct cdn_err *err);
 	/* Directory fd usable with clone3(CLONE_INTO_CGROUP), or -1 (v1). */
 	int (*clone_fd)(struct cg *cg);
-	/* Move pid (a child we just cloned) into the cgroup: the v1 path, or v2 without clone3. */
+	/* Move pid (a child we just cloned) into the cgroup: v2 without clone3. */
 	int (*attach)(struct cg *cg, pid_t pid, struct cdn_err *err);
+	/* v1: open the files through which the child moves itself (writes "0"), up to max;
+	 * returns how many (0 when the backend has no such path), or -errno. */
+	int (*self_attach_fds)(struct cg *cg, int *ret_fds, size_t max, struct cdn_err *err);
 	int (*cpu_ns)(struct cg *cg, uint64_t *ret);
 	int (*stats)(struct cg *cg, struct cg_stats *ret);
 	/* Forget the memory peak so the next step measures its own (best effort). */

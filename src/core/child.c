@@ -881,6 +881,11 @@ static void wipe_environment(void)
 void child_main(const struct child_ctx *ctx)
 {
 	g_ctx = ctx;
+	/* v1: move into the sandbox's cgroups first, before anything else runs or allocates
+	 * (see cgroup-v1.c: a thread moving itself avoids the global rwsem's grace period). */
+	for (int i = 0; i < ctx->n_cg_self; i++)
+		if (write(ctx->cg_self_fd[i], "0", 1) != 1)
+			fail(CS_CGROUPNS, errno, i);
 	wipe_environment();
 	close_inherited(ctx);
 	if (read_cmd() != CHILD_CMD_MAPPED)

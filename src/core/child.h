@@ -27,6 +27,8 @@ struct child_ctx {
 	int landlock_abi;                /* 0: the kernel has no Landlock */
 	int cap_last;                    /* /proc/sys/kernel/cap_last_cap */
 	bool unshare_cgroupns;           /* v1: enter a cgroup namespace after the move */
+	int cg_self_fd[3];               /* v1: "tasks" files init writes "0" to (moves itself) */
+	int n_cg_self;
 	bool cgroup_pids;                /* pids.max enforces the process limit */
 	char scratch_opts[96];           /* tmpfs options of /tmp: size, nr_inodes */
 	char shm_opts[64];

@@ -160,7 +160,7 @@ struct run {
 	struct sbx_result *res;
 	struct cg cg;
 	bool have_cg;
-	bool need_attach;        /* v1 (or no clone3): move init into the cgroup after clone */
+	bool need_attach;        /* v2 without clone3: move init into the cgroup after clone */
 	struct slot slot;
 	int pidfd, go_w, rep_r, ep, tfd_wall, tfd_cpu;
 	pid_t pid;
@@ -640,12 +640,12 @@ static pid_t spawn(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 		.cgroup = cgfd >= 0 ? (uint64_t)cgfd : 0,
 	};
 	ctx->unshare_cgroupns = cgfd < 0;
-	r->need_attach = r->have_cg && cgfd < 0;
+	r->need_attach = r->have_cg && cgfd < 0 && ctx->n_cg_self == 0;
 	pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 	if (pid < 0 && (errno == ENOSYS || errno == E2BIG || (errno == EINVAL && cgfd >= 0))) {
 		/* Old kernel, or a seccomp profile hiding clone3: classic clone, then migrate. */
 		ctx->unshare_cgroupns = true;
-		r->need_attach = r->have_cg;
+		r->need_attach = r->have_cg && ctx->n_cg_self == 0;
 		pid = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, 0, NULL, NULL, 0);
 		if (pid > 0) {
 			pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -907,6 +907,8 @@ static void teardown(struct run *r, struct child_ctx *ctx)
 		close(ctx->go_fd);
 	if (ctx->rep_fd >= 0)
 		close(ctx->rep_fd);
+	for (int i = 0; i < ctx->n_cg_self; i++)
+		close(ctx->cg_self_fd[i]);
 	close_sources(ctx);
 	if (r->have_cg)
 		r->cg.ops->destroy(&r->cg);
@@ -925,6 +927,9 @@ static void close_child_ends(struct child_ctx *ctx)
 	close(ctx->go_fd);
 	close(ctx->rep_fd);
 	ctx->go_fd = ctx->rep_fd = -1;
+	for (int i = 0; i < ctx->n_cg_self; i++)
+		close(ctx->cg_self_fd[i]);
+	ctx->n_cg_self = 0;
 	close_sources(ctx);
 	ctx->image_fd = -1;
 	for (size_t i = 0; i < CHILD_MAX_BINDS; i++)
@@ -943,8 +948,12 @@ static int prepare(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 		rr = host.cg->create(&r->cg, r->slot.name, err);
 		if (rr >= 0)
 			rr = host.cg->set_limits(&r->cg, &spec->steps[0].limits, err);
+		if (rr >= 0)
+			rr = host.cg->self_attach_fds(&r->cg, ctx->cg_self_fd,
+						      ARRAY_SIZE(ctx->cg_self_fd), err);
 		if (rr < 0)
 			return err_wrap(err, "cgroup");
+		ctx->n_cg_self = rr;
 	}
 	rr = open_sources(spec, ctx, err);
 	if (rr < 0)
@@ -1025,8 +1034,8 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 		rr = err_set(err, errno, "epoll_ctl");
 		goto out;
 	}
-	/* Init builds its root while we move it into its cgroup (v1): the move's cost, an RCU
-	 * grace period when the cgroup lock was idle, overlaps with the mounts. */
+	/* On v1 init has moved itself into its cgroups (cgroup-v1.c). Only v2 without clone3
+	 * needs a move from here, done while init builds its root. */
 	char cmd = CHILD_CMD_MAPPED;
 	if (send(r.go_w, &cmd, 1, MSG_NOSIGNAL) != 1) {
 		rr = err_set(err, errno, "starting the sandbox's init");
