@@ -11,6 +11,7 @@ afterwards for what a sandbox must never leave behind: a dead host canary, cgrou
 `cordon` parent, processes running with a sandbox uid (>= 1000000000), new mounts.
 """
 
+import ctypes
 import dataclasses
 import glob
 import json
@@ -50,36 +51,63 @@ ERROR_CODES = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes several seconds")
+    become_subreaper()
 
 
 # ---------------------------------------------------------------------------------------------
 # Host state: what must be left as it was found
+#
+# The host may be shared: another suite (the ASan lane, a colleague, a benchmark) can run
+# cordon at the same time. So only what this pytest process started counts: it is made a
+# child subreaper (pytest_configure), so every process of its runs, even one orphaned by a
+# SIGKILLed supervisor, stays its descendant; and a cgroup counts only if it appeared during
+# the test and holds nobody else's processes. Cleanup after a failure touches only our own.
+
+PR_SET_CHILD_SUBREAPER = 36
 
 
-def cgroup_parents():
-    """The `cordon` parent cgroups: /sys/fs/cgroup/<controller>/cordon on v1 (and the v2
-    hierarchy mounted at unified/ on hybrid hosts), /sys/fs/cgroup/cordon on v2."""
-    return [p for p in glob.glob("/sys/fs/cgroup/*/cordon") + ["/sys/fs/cgroup/cordon"]
-            if os.path.isdir(p)]
+def become_subreaper():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
-def leftover_cgroups():
-    found = []
-    for parent in cgroup_parents():
-        for dirpath, dirnames, _ in os.walk(parent):
-            found.extend(os.path.join(dirpath, d) for d in dirnames)
-    return sorted(found, key=lambda p: -p.count("/"))  # deepest first, for rmdir
+def proc_table():
+    """pid -> (ppid, state, uids) of every process on the host."""
+    table = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        ppid, state, uids = 0, None, []
+        try:
+            with open(f"/proc/{d}/status") as f:
+                for line in f:
+                    if line.startswith("PPid:"):
+                        ppid = int(line.split()[1])
+                    elif line.startswith("State:"):
+                        state = line.split()[1]
+                    elif line.startswith("Uid:"):
+                        uids = [int(x) for x in line.split()[1:]]
+        except OSError:
+            continue
+        table[int(d)] = (ppid, state, uids)
+    return table
 
 
-def proc_uids(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return [int(x) for x in line.split()[1:]]
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return None
+def is_mine(pid, table):
+    """pid is this pytest process's descendant."""
+    me = os.getpid()
+    for _ in range(4096):
+        if pid == me:
+            return True
+        if pid <= 1 or pid not in table:
+            return False
+        pid = table[pid][0]
+    return False
+
+
+def is_sandbox_uid(uids):
+    return any(SANDBOX_UID_MIN <= u <= SANDBOX_UID_MAX for u in uids)
 
 
 def proc_cmdline(pid):
@@ -90,28 +118,85 @@ def proc_cmdline(pid):
         return "?"
 
 
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
 def sandbox_processes(exclude=()):
-    """(pid, uids, cmdline) of every live host process running with a sandbox uid. Zombies
-    are left out: a dead sandbox init whose supervisor was SIGKILLed is reparented to the
-    host's init, which reaps it in its own time; it runs nothing and holds nothing."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) in exclude:
-            continue
-        if proc_state(d) in ("Z", "X", None):
-            continue
-        uids = proc_uids(d)
-        if uids and any(SANDBOX_UID_MIN <= u <= SANDBOX_UID_MAX for u in uids):
-            found.append((int(d), uids, proc_cmdline(d)))
+    """(pid, uids, cmdline) of every live process of our runs running with a sandbox uid.
+    Zombies are left out: a dead process runs nothing and holds nothing (reap_adopted() clears
+    the ones reparented to us)."""
+    table = proc_table()
+    return [(pid, uids, proc_cmdline(pid)) for pid, (_, state, uids) in table.items()
+            if state not in ("Z", "X") and is_sandbox_uid(uids) and pid not in exclude
+            and is_mine(pid, table)]
+
+
+def reap_adopted(keep=()):
+    """Reap zombies that were reparented to us (we are a subreaper); `keep` are Popen
+    children whose status their Popen object still has to collect."""
+    for pid, (ppid, state, _) in proc_table().items():
+        if ppid == os.getpid() and state == "Z" and pid not in keep:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def cgroup_parents():
+    """The `cordon` parent cgroups: /sys/fs/cgroup/<controller>/cordon on v1 (and the v2
+    hierarchy mounted at unified/ on hybrid hosts), /sys/fs/cgroup/cordon on v2."""
+    return [p for p in glob.glob("/sys/fs/cgroup/*/cordon") + ["/sys/fs/cgroup/cordon"]
+            if os.path.isdir(p)]
+
+
+def cgroups():
+    """{(path, inode)} of every cgroup below a cordon parent (the inode tells a re-created
+    cgroup from the one that was there before)."""
+    found = set()
+    for parent in cgroup_parents():
+        for dirpath, dirnames, _ in os.walk(parent):
+            for d in dirnames:
+                p = os.path.join(dirpath, d)
+                try:
+                    found.add((p, os.stat(p).st_ino))
+                except OSError:
+                    pass
     return found
+
+
+def cgroup_pids(path):
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def slot_lock_holders(name):
+    """pids holding a flock on cordon's slot lock `name` (read from /proc/locks, so looking
+    takes no lock). Empty when the file or the lock does not exist."""
+    try:
+        st = os.stat(f"/run/cordon/slots/{name}.lock")
+    except OSError:
+        return []
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders = []
+    with open("/proc/locks") as f:
+        for line in f:
+            fields = line.split()
+            if "FLOCK" in fields and want in fields:
+                holders.append(int(fields[fields.index(want) - 1]))
+    return holders
+
+
+def leftover_cgroups(before=frozenset()):
+    """Cgroups created since `before` that are not another live run's, deepest first."""
+    table = proc_table()
+    found = []
+    for path, ino in cgroups() - set(before):
+        if any(not is_mine(pid, table) for pid in cgroup_pids(path)):
+            continue  # another suite's live sandbox
+        if any(not is_mine(pid, table) for pid in slot_lock_holders(os.path.basename(path))):
+            continue  # another supervisor holds this slot: its run, being set up or torn down
+        found.append(path)
+    return sorted(found, key=lambda p: -p.count("/"))
 
 
 def mounts():
@@ -125,31 +210,38 @@ def mounts():
     return out
 
 
-def leftovers(mounts_before, exclude_pids=()):
+@dataclasses.dataclass
+class HostState:
+    mounts: set
+    cgroups: set
+
+
+def snapshot():
+    return HostState(mounts(), cgroups())
+
+
+def leftovers(before, exclude_pids=()):
     problems = []
-    for cg in leftover_cgroups():
-        problems.append(f"leftover cgroup {cg}")
+    for cg in leftover_cgroups(before.cgroups):
+        problems.append(f"leftover cgroup {cg} (procs: {cgroup_pids(cg)})")
     for pid, uids, cmd in sandbox_processes(exclude_pids):
         problems.append(f"leftover sandbox-uid process {pid} uids={uids}: {cmd}")
-    for m in sorted(mounts() - mounts_before):
+    for m in sorted(mounts() - before.mounts):
         problems.append(f"leftover mount {m[0]} ({m[2]} {m[3]}, root {m[1]})")
     return problems
 
 
-def clean_leftovers(mounts_before, exclude_pids=()):
-    """After a failure has been reported: remove what was left so later tests start clean."""
+def clean_leftovers(before, exclude_pids=()):
+    """After a failure has been reported: remove what our runs left, so later tests start
+    clean. Stale cgroups are left to cordon's own sweep (the next run)."""
     for pid, _, _ in sandbox_processes(exclude_pids):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     time.sleep(0.2)
-    for cg in leftover_cgroups():
-        try:
-            os.rmdir(cg)
-        except OSError:
-            pass
-    for m in sorted(mounts() - mounts_before, key=lambda m: -len(m[0])):
+    reap_adopted()
+    for m in sorted(mounts() - before.mounts, key=lambda m: -len(m[0])):
         subprocess.run(["umount", "-l", m[0]], stderr=subprocess.DEVNULL)
 
 
@@ -220,11 +312,17 @@ def canaries():
 
 @pytest.fixture(autouse=True)
 def host_untouched(request, canaries):
-    before = mounts()
+    before = snapshot()
     request.node.exclude_pids = set()
     yield
-    exclude = request.node.exclude_pids | {c.proc.pid for c in canaries.values()}
-    clean = wait_until(lambda: not leftovers(before, exclude), TEARDOWN_GRACE)
+    canary_pids = {c.proc.pid for c in canaries.values()}
+    exclude = request.node.exclude_pids | canary_pids
+
+    def clean_now():
+        reap_adopted(keep=canary_pids)
+        return not leftovers(before, exclude)
+
+    clean = wait_until(clean_now, TEARDOWN_GRACE)
     problems = [] if clean else leftovers(before, exclude)
     for name, c in list(canaries.items()):
         if not c.alive():

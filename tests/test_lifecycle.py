@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from conftest import (CORDON, expect, leftover_cgroups, leftovers, mounts, sandbox_processes,
+from conftest import (CORDON, expect, leftover_cgroups, leftovers, sandbox_processes, snapshot,
                       wait_until)
 
 
@@ -72,7 +72,7 @@ def start_sleeper(cordon, secs="30"):
 
 
 def test_supervisor_sigkill_takes_sandbox_down(cordon):
-    before = mounts()
+    before = snapshot()
     p = start_sleeper(cordon)
     os.kill(p.pid, signal.SIGKILL)
     p.communicate()
@@ -127,10 +127,12 @@ def test_nothing_accumulates_in_state_dir(cordon):
             out.update(os.path.join(dirpath, n) for n in dirnames + filenames)
         return out
 
+    before = snapshot()
     expect(cordon.helper("write", "/tmp/f", "1M"), None)
     first = listing()
     for _ in range(5):
         expect(cordon.helper("write", "/tmp/f", "1M"), None)
         expect(cordon.helper("memhog", "1G", opts=["-m", "32M"]), "SANDBOX_MEMORY_LIMIT")
     assert listing() == first, f"new entries in the state dir: {listing() - first}"
-    assert not leftover_cgroups()
+    assert wait_until(lambda: not leftover_cgroups(before.cgroups), 2), \
+        leftover_cgroups(before.cgroups)
