@@ -910,7 +910,7 @@ static void teardown(struct run *r, struct child_ctx *ctx)
 	for (int i = 0; i < ctx->n_cg_self; i++)
 		close(ctx->cg_self_fd[i]);
 	close_sources(ctx);
-	if (r->have_cg)
+	if (r->have_cg && r->cg.ops)
 		r->cg.ops->destroy(&r->cg);
 	slot_release(&r->slot);
 }

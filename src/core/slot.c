@@ -41,7 +41,8 @@ int slot_acquire(enum trust_level trust, struct slot *ret, struct cdn_err *err)
 	const char *dir = SLOT_DIR;
 	if ((mkdir("/run/cordon", 0755) < 0 && errno != EEXIST) ||
 	    (mkdir(dir, 0700) < 0 && errno != EEXIST))
-		return err_set(err, errno, "creating slot directory \"%s\"", dir);
+		return err_set(err, errno, "creating slot directory \"%s\"%s", dir,
+			       errno == EACCES ? " (run cordon as root)" : "");
 
 	/* Lowest free slot first: keeps the number of lock files (and uids in use) small. */
 	for (unsigned idx = 0; idx < SLOT_MAX; idx++) {
@@ -50,6 +51,11 @@ int slot_acquire(enum trust_level trust, struct slot *ret, struct cdn_err *err)
 		int fd = slot_try_lock_name(name);
 		if (fd == -EBUSY)
 			continue;
+		if (fd == -EACCES || fd == -EPERM)
+			return err_set(err, -fd,
+				       "sandbox slots in \"%s\" need root (rootless operation is not "
+				       "supported yet: run cordon as root)",
+				       dir);
 		if (fd < 0)
 			return err_set(err, -fd, "locking slot \"%s\" in \"%s\"", name, dir);
 		ret->lock_fd = fd;
