@@ -188,19 +188,22 @@ def test_landlock_denies_tcp_bind(cordon):
 
 def test_read_host_secrets_fails(cordon):
     host_secret = f"/tmp/cordon-host-secret-{uuid.uuid4().hex[:8]}"
-    with open(host_secret, "w") as f:
-        f.write("host secret\n")
+    host_shm = f"/dev/shm/cordon-host-secret-{uuid.uuid4().hex[:8]}"
+    for p in (host_secret, host_shm):
+        with open(p, "w") as f:
+            f.write("host secret\n")
     try:
         for path in ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root", "/root/.bashrc",
                      "/home", "/proc/kcore", "/sys/firmware", "/dev/mem", "/dev/kmem",
                      "/dev/port", "/dev/kmsg", "/sys/kernel", "/sys/fs/cgroup", "/boot",
                      "/var/log", "/run/cordon", cordon.state_dir, "/work", host_secret,
-                     "/proc/1/root/etc/shadow", "/etc/ssh"]:
+                     "/proc/1/root/etc/shadow", "/etc/ssh", host_shm]:
             r = cordon.helper("read", path)
             assert not r.helper_ok, f"could read {path} from inside the sandbox\n{r}"
             assert r.status == "failed" and r.stdout.startswith("denied"), r
     finally:
         os.unlink(host_secret)
+        os.unlink(host_shm)
 
 
 def test_other_sandbox_workspace_invisible(cordon):
@@ -252,10 +255,14 @@ def test_write_outside_writable_paths_fails(cordon):
     name = f"cordon-pwned-{uuid.uuid4().hex[:8]}"
     before = {f: hashlib.sha256(open(f, "rb").read()).hexdigest()
               for f in ("/etc/passwd", "/usr/bin/python3", "/bin/sh") if os.path.exists(f)}
+    escaped = []
     for d in WRITE_DIRS:
         r = cordon.helper("open", os.path.join(d, name), "w")
+        if os.path.exists(os.path.join(d, name)):
+            os.unlink(os.path.join(d, name))  # clean the host before failing
+            escaped.append(d)
         assert not r.helper_ok, f"created a file in {d}\n{r}"
-        assert not os.path.exists(os.path.join(d, name)), f"{d}/{name} appeared on the host"
+    assert not escaped, f"files appeared on the host in {escaped}"
     for f in WRITE_FILES:
         r = cordon.helper("open", f, "w")
         assert not r.helper_ok, f"opened {f} for writing\n{r}"
