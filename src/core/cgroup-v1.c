@@ -4,13 +4,11 @@
  * sandbox's init, before it runs anything, and everything it starts is born inside. */
 #include "cgroup.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "slot.h"
 
 enum { H_MEMORY, H_PIDS, H_CPUACCT, H__COUNT };
 static const char *const hier_names[H__COUNT] = {"memory", "pids", "cpuacct"};
@@ -57,12 +55,7 @@ static int v1_create(struct cg *cg, const char *name, struct cdn_err *err)
 				return err_set(err, errno, "creating %s cgroup \"%s\"", hier_names[h],
 					       name);
 			/* A stale cgroup of our slot (we hold its lock): empty it, start afresh. */
-			int fd = openat(parent_fd[h], name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-			if (fd >= 0) {
-				cg_kill_procs(fd);
-				close(fd);
-			}
-			cg_rmdir_retry(parent_fd[h], name);
+			cg_remove_child(parent_fd[h], name);
 			if (mkdirat(parent_fd[h], name, 0755) < 0)
 				return err_set(err, errno, "recreating %s cgroup \"%s\"",
 					       hier_names[h], name);
@@ -179,10 +172,9 @@ static int v1_destroy(struct cg *cg)
 	for (int h = 0; h < cg->n_dirs; h++) {
 		if (cg->dirfd[h] < 0)
 			continue;
-		cg_kill_procs(cg->dirfd[h]);
 		close(cg->dirfd[h]);
 		cg->dirfd[h] = -1;
-		int rr = cg_rmdir_retry(parent_fd[h], cg->name);
+		int rr = cg_remove_child(parent_fd[h], cg->name);
 		if (rr < 0 && r == 0)
 			r = rr;
 	}
@@ -193,36 +185,10 @@ static int v1_destroy(struct cg *cg)
 static int v1_sweep(struct cdn_err *err)
 {
 	int r = open_parents(err);
-	if (r < 0)
-		return r;
-	for (int h = 0; h < H__COUNT; h++) {
-		int fd = dup(parent_fd[h]);
-		if (fd < 0)
-			return err_set(err, errno, "sweeping stale cgroups");
-		DIR *d = fdopendir(fd);
-		if (!d) {
-			close(fd);
-			return err_set(err, errno, "sweeping stale cgroups");
-		}
-		rewinddir(d);
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			if (de->d_type != DT_DIR || de->d_name[0] == '.')
-				continue;
-			int lock = slot_try_lock_name(de->d_name);
-			if (lock < 0)
-				continue; /* live run, or not one of our slots */
-			int cfd = openat(parent_fd[h], de->d_name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-			if (cfd >= 0) {
-				cg_kill_procs(cfd);
-				close(cfd);
-			}
-			cg_rmdir_retry(parent_fd[h], de->d_name);
-			close(lock);
-		}
-		closedir(d);
-	}
-	return 0;
+	for (int h = 0; r >= 0 && h < H__COUNT; h++)
+		if ((r = cg_sweep_parent(parent_fd[h])) < 0)
+			err_set(err, -r, "sweeping stale %s cgroups", hier_names[h]);
+	return r;
 }
 
 const struct cg_ops cg_v1_ops = {

@@ -3,13 +3,11 @@
  * in one write at teardown. */
 #include "cgroup.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "slot.h"
 
 static int parent_fd = -1;
 static const char *const needed[] = {"memory", "pids", "cpu"};
@@ -73,13 +71,7 @@ static int v2_create(struct cg *cg, const char *name, struct cdn_err *err)
 		if (errno != EEXIST)
 			return err_set(err, errno, "creating cgroup \"%s\"", name);
 		/* Stale cgroup of our own slot (we hold the lock): empty it and start afresh. */
-		int fd = openat(parent_fd, name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			if (write_file_at(fd, "cgroup.kill", "1") < 0)
-				cg_kill_procs(fd);
-			close(fd);
-		}
-		cg_rmdir_retry(parent_fd, name);
+		cg_remove_child(parent_fd, name);
 		if (mkdirat(parent_fd, name, 0755) < 0)
 			return err_set(err, errno, "recreating cgroup \"%s\"", name);
 	}
@@ -178,45 +170,18 @@ static int v2_destroy(struct cg *cg)
 	cg->memfile_fd = -1;
 	if (cg->dirfd[0] < 0)
 		return 0;
-	if (write_file_at(cg->dirfd[0], "cgroup.kill", "1") < 0)
-		cg_kill_procs(cg->dirfd[0]);
 	close(cg->dirfd[0]);
 	cg->dirfd[0] = -1;
 	cg->n_dirs = 0;
-	return cg_rmdir_retry(parent_fd, cg->name);
+	return cg_remove_child(parent_fd, cg->name);
 }
 
 static int v2_sweep(struct cdn_err *err)
 {
 	int r = open_parent(err);
-	if (r < 0)
-		return r;
-	int fd = dup(parent_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return err_set(err, errno, "sweeping stale cgroups");
-	}
-	rewinddir(d);
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_type != DT_DIR || de->d_name[0] == '.')
-			continue;
-		int lock = slot_try_lock_name(de->d_name);
-		if (lock < 0)
-			continue;
-		int cfd = openat(parent_fd, de->d_name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-		if (cfd >= 0) {
-			if (write_file_at(cfd, "cgroup.kill", "1") < 0)
-				cg_kill_procs(cfd);
-			close(cfd);
-		}
-		cg_rmdir_retry(parent_fd, de->d_name);
-		close(lock);
-	}
-	closedir(d);
-	return 0;
+	if (r >= 0 && (r = cg_sweep_parent(parent_fd)) < 0)
+		err_set(err, -r, "sweeping stale cgroups");
+	return r;
 }
 
 const struct cg_ops cg_v2_ops = {

@@ -79,6 +79,43 @@ int cg_kill_procs(int dirfd)
 	return -EBUSY;
 }
 
+int cg_remove_child(int parentfd, const char *name)
+{
+	int fd = openat(parentfd, name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		/* cgroup.kill (v2, linux >= 5.14) kills atomically; otherwise pid by pid. */
+		if (write_file_at(fd, "cgroup.kill", "1") < 0)
+			cg_kill_procs(fd);
+		close(fd);
+	}
+	return cg_rmdir_retry(parentfd, name);
+}
+
+int cg_sweep_parent(int parentfd)
+{
+	int fd = dup(parentfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return -e;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		int lock = slot_try_lock_name(de->d_name);
+		if (lock < 0)
+			continue; /* a live run holds it, or not one of our slots */
+		cg_remove_child(parentfd, de->d_name);
+		close(lock);
+	}
+	closedir(d);
+	return 0;
+}
+
 int cg_rmdir_retry(int parentfd, const char *name)
 {
 	/* Killed tasks leave the cgroup asynchronously; rmdir fails with EBUSY until they have.

@@ -65,6 +65,10 @@ void cg_init(struct cg *cg, const struct cg_ops *ops);
 /* Shared by both backends. */
 int cg_kill_procs(int dirfd);                 /* SIGKILL each pid listed in cgroup.procs */
 int cg_rmdir_retry(int parentfd, const char *name); /* rmdir, retrying while tasks exit */
+/* Kill what is in the child cgroup `name` of parentfd and remove it. */
+int cg_remove_child(int parentfd, const char *name);
+/* Remove every child of parentfd whose slot lock is free (its supervisor is gone). */
+int cg_sweep_parent(int parentfd);
 int cg_read_u64(int dirfd, const char *file, uint64_t *ret);
 int cg_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
 

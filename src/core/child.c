@@ -60,6 +60,38 @@ static void rootpath(char *buf, size_t size, const char *inside)
 	scat(buf, size, o, inside);
 }
 
+/* Call fn for each entry of the directory open at fd (not "." or ".."): getdents64 into a
+ * stack buffer, no allocation. Stops early when fn returns non-zero and returns that value;
+ * returns -errno when reading fails, 0 at the end. */
+typedef int (*dirent_fn)(const char *name, unsigned char type, void *ud);
+
+static int for_each_dirent(int fd, dirent_fn fn, void *ud)
+{
+	char buf[4096];
+	for (;;) {
+		long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		for (long off = 0; off < n;) {
+			const struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *de = (const void *)(buf + off);
+			off += de->reclen;
+			if (!strcmp(de->name, ".") || !strcmp(de->name, ".."))
+				continue;
+			int r = fn(de->name, de->type, ud);
+			if (r)
+				return r;
+		}
+	}
+}
+
 /* ---- reporting ---- */
 
 static void send_msg(const struct child_msg *m)
@@ -205,9 +237,36 @@ static void setup_host_image(void)
  * cordon provides itself (proc, dev, sys, tmp). */
 #define IMAGE_STAGE NEWROOT "/.cordon-image"
 
+/* One top-level entry of a named image: a symlink copied, a file or directory bound
+ * read-only. cordon provides proc, dev, sys and tmp itself. */
+static int image_entry(const char *nm, unsigned char type, void *ud)
+{
+	int dfd = *(int *)ud;
+	char dst[512], src[512], link[512];
+	if (!strcmp(nm, "proc") || !strcmp(nm, "dev") || !strcmp(nm, "sys") || !strcmp(nm, "tmp"))
+		return 0;
+	struct stat st;
+	if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		fail(CS_IMAGE, errno, -1);
+	size_t o = scat(dst, sizeof(dst), 0, NEWROOT "/");
+	scat(dst, sizeof(dst), o, nm);
+	if (S_ISLNK(st.st_mode)) {
+		ssize_t ln = readlinkat(dfd, nm, link, sizeof(link) - 1);
+		if (ln < 0)
+			fail(CS_IMAGE, errno, -1);
+		link[ln] = 0;
+		CHECK(symlink(link, dst), CS_IMAGE, -1);
+	} else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
+		CHECK(make_mountpoint(dst, S_ISDIR(st.st_mode)), CS_IMAGE, -1);
+		size_t so = scat(src, sizeof(src), 0, IMAGE_STAGE "/");
+		scat(src, sizeof(src), so, nm);
+		CHECK(bind_mount(src, dst, MS_RDONLY | MS_NODEV), CS_IMAGE, -1);
+	}
+	return 0;
+}
+
 static void setup_named_image(int imgfd)
 {
-	char buf[4096], dst[512], src[512], link[512];
 	/* Attach the image where we can bind from it (a mount of our own namespace), take each
 	 * entry, then detach it again before the root becomes read-only. */
 	CHECK(mkdir(IMAGE_STAGE, 0700), CS_IMAGE, -1);
@@ -216,44 +275,9 @@ static void setup_named_image(int imgfd)
 	int dfd = open(IMAGE_STAGE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		fail(CS_IMAGE, errno, -1);
-	for (;;) {
-		long n = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
-		if (n < 0)
-			fail(CS_IMAGE, errno, -1);
-		if (n == 0)
-			break;
-		for (long off = 0; off < n;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *de = (void *)(buf + off);
-			off += de->reclen;
-			const char *nm = de->name;
-			if (!strcmp(nm, ".") || !strcmp(nm, "..") || !strcmp(nm, "proc") ||
-			    !strcmp(nm, "dev") || !strcmp(nm, "sys") || !strcmp(nm, "tmp"))
-				continue;
-			struct stat st;
-			if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0)
-				fail(CS_IMAGE, errno, -1);
-			size_t o = scat(dst, sizeof(dst), 0, NEWROOT "/");
-			scat(dst, sizeof(dst), o, nm);
-			if (S_ISLNK(st.st_mode)) {
-				ssize_t ln = readlinkat(dfd, nm, link, sizeof(link) - 1);
-				if (ln < 0)
-					fail(CS_IMAGE, errno, -1);
-				link[ln] = 0;
-				CHECK(symlink(link, dst), CS_IMAGE, -1);
-			} else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
-				CHECK(make_mountpoint(dst, S_ISDIR(st.st_mode)), CS_IMAGE, -1);
-				size_t so = scat(src, sizeof(src), 0, IMAGE_STAGE "/");
-				scat(src, sizeof(src), so, nm);
-				CHECK(bind_mount(src, dst, MS_RDONLY | MS_NODEV), CS_IMAGE, -1);
-			}
-		}
-	}
+	int r = for_each_dirent(dfd, image_entry, &dfd);
+	if (r < 0)
+		fail(CS_IMAGE, -r, -1);
 	close(dfd);
 	CHECK(umount2(IMAGE_STAGE, MNT_DETACH), CS_IMAGE, -1);
 	CHECK(rmdir(IMAGE_STAGE), CS_IMAGE, -1);
@@ -668,6 +692,29 @@ static void forward_signal(int sig)
 }
 
 /* Count regular files in the scratch space (bounded walk, no allocation). */
+struct count_state {
+	const char *dir;
+	int depth;
+	uint64_t count;
+};
+
+static uint64_t count_files(const char *dir, int depth);
+
+static int count_entry(const char *name, unsigned char type, void *ud)
+{
+	struct count_state *cs = ud;
+	if (type == DT_REG) {
+		cs->count++;
+	} else if (type == DT_DIR) {
+		char sub[4096];
+		size_t o = scat(sub, sizeof(sub), 0, cs->dir);
+		o = scat(sub, sizeof(sub), o, "/");
+		scat(sub, sizeof(sub), o, name);
+		cs->count += count_files(sub, cs->depth + 1);
+	}
+	return 0;
+}
+
 static uint64_t count_files(const char *dir, int depth)
 {
 	if (depth > 32)
@@ -675,32 +722,10 @@ static uint64_t count_files(const char *dir, int depth)
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return 0;
-	uint64_t count = 0;
-	char buf[4096], sub[4096];
-	long n;
-	while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
-		for (long off = 0; off < n;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *de = (void *)(buf + off);
-			off += de->reclen;
-			if (de->type == DT_REG)
-				count++;
-			else if (de->type == DT_DIR && strcmp(de->name, ".") &&
-				 strcmp(de->name, "..")) {
-				size_t o = scat(sub, sizeof(sub), 0, dir);
-				o = scat(sub, sizeof(sub), o, "/");
-				scat(sub, sizeof(sub), o, de->name);
-				count += count_files(sub, depth + 1);
-			}
-		}
-	}
+	struct count_state cs = {.dir = dir, .depth = depth};
+	for_each_dirent(fd, count_entry, &cs);
 	close(fd);
-	return count;
+	return cs.count;
 }
 
 /* Kill whatever the step left (daemons included) and reap it all: kill(-1) from the pid
@@ -830,42 +855,44 @@ static bool keep_fd(const struct child_ctx *ctx, int fd)
 	return false;
 }
 
+struct close_state {
+	const struct child_ctx *ctx;
+	int dirfd;
+	int victims[256];
+	size_t n;
+};
+
+static int close_entry(const char *name, unsigned char type, void *ud)
+{
+	struct close_state *cs = ud;
+	int fd = 0;
+	if (*name < '0' || *name > '9')
+		return 0;
+	for (; *name >= '0' && *name <= '9'; name++)
+		fd = fd * 10 + (*name - '0');
+	if (fd != cs->dirfd && !keep_fd(cs->ctx, fd))
+		cs->victims[cs->n++] = fd;
+	return cs->n == sizeof(cs->victims) / sizeof(cs->victims[0]); /* batch full: stop */
+}
+
 /* Init inherited every fd of the supervisor (clone without exec): close all it does not
  * need, above all the slot lock, which must die with the supervisor. */
 static void close_inherited(const struct child_ctx *ctx)
 {
-	char buf[4096];
-	int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		fail(CS_CLOSE_FDS, errno, -1);
-	long n;
-	int victims[256];
-	size_t nv = 0;
-	while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
-		for (long off = 0; off < n;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *de = (void *)(buf + off);
-			off += de->reclen;
-			int fd = 0;
-			const char *p = de->name;
-			if (*p < '0' || *p > '9')
-				continue;
-			for (; *p >= '0' && *p <= '9'; p++)
-				fd = fd * 10 + (*p - '0');
-			if (fd != dfd && !keep_fd(ctx, fd) && nv < 256)
-				victims[nv++] = fd;
-		}
+	for (;;) {
+		struct close_state cs = {.ctx = ctx, .n = 0};
+		cs.dirfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cs.dirfd < 0)
+			fail(CS_CLOSE_FDS, errno, -1);
+		int r = for_each_dirent(cs.dirfd, close_entry, &cs);
+		close(cs.dirfd);
+		if (r < 0)
+			fail(CS_CLOSE_FDS, -r, -1);
+		for (size_t i = 0; i < cs.n; i++)
+			close(cs.victims[i]);
+		if (r == 0)
+			return; /* the whole directory was read */
 	}
-	close(dfd);
-	for (size_t i = 0; i < nv; i++)
-		close(victims[i]);
-	if (nv == 256)
-		close_inherited(ctx); /* more than one batch */
 }
 
 /* Init is a copy of the supervisor: wipe the supervisor's environment strings so nothing of
