@@ -38,12 +38,16 @@ IMAGE_OBJ := $(IMAGE_ONLY:%.c=$(BUILD)/%.o) $(filter-out $(BUILD)/src/cli/main.o
 # Unit tests: each tests/unit-NAME.c is one program, $(BUILD)/unit-NAME, linked against the
 # core as a static archive (the linker takes only the objects a test uses). They print TAP-like
 # lines and a last line "N passed, N failed"; scripts/test runs them.
+# The state store (src/store/): its own archive, so only the daemon and unit-store link sqlite3.
+STORE_SRC := $(wildcard src/store/*.c)
+STORE_OBJ := $(STORE_SRC:%.c=$(BUILD)/%.o)
+LIBS_STORE := $(shell pkg-config --libs sqlite3 2>/dev/null) -lpthread
 UNIT_SRC := $(wildcard tests/unit-*.c)
 UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/%)
 
-all: $(BUILD)/cordon $(BUILD)/cordon-image $(BUILD)/cordon-test-helper
+all: $(BUILD)/cordon $(BUILD)/cordon-image $(BUILD)/cordon-test-helper $(BUILD)/libcordon-store.a
 
-$(BUILD)/%.o: %.c $(wildcard src/core/*.h src/cli/*.h)
+$(BUILD)/%.o: %.c $(wildcard src/core/*.h src/cli/*.h src/store/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -69,6 +73,9 @@ $(BUILD)/cordon-test-helper: tests/helper.c
 	$(CC) -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -static -o $@ $<
 
 $(BUILD)/libcordon-core.a: $(CORE_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/libcordon-store.a: $(STORE_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/unit-%: tests/unit-%.c $(BUILD)/libcordon-core.a $(wildcard src/core/*.h)
