@@ -342,7 +342,7 @@ static void on_control(struct run *r)
 		return;
 	int fd;
 	memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	if (r->n_notif >= SBX_MAX_STEPS || watch(r, fd, TAG_NOTIF) < 0) {
+	if (r->n_notif >= SBX_MAX_STEPS || watch(r, fd, TAG_NOTIF + (uint32_t)r->n_notif) < 0) {
 		close(fd); /* with no listener left, the program's exits just proceed */
 		return;
 	}
@@ -806,7 +806,23 @@ static void next_step(struct run *r)
 		kill_sandbox(r, SBX_INTERNAL);
 }
 
-static void dispatch(struct run *r, uint32_t tag)
+/* A listener reports EPOLLHUP, level-triggered, once no process uses its filter any more:
+ * drop it then, or epoll_wait would return at once for it until the run ends. */
+static void on_notif_event(struct run *r, size_t i, uint32_t events)
+{
+	int fd = r->notif_fd[i];
+	if (fd < 0)
+		return;
+	if (events & EPOLLIN)
+		on_notif(r, fd);
+	else if (events & (EPOLLHUP | EPOLLERR)) {
+		epoll_ctl(r->ep, EPOLL_CTL_DEL, fd, NULL);
+		close(fd);
+		r->notif_fd[i] = -1;
+	}
+}
+
+static void dispatch(struct run *r, uint32_t tag, uint32_t events)
 {
 	if (tag == TAG_PIDFD) {
 		siginfo_t si;
@@ -828,9 +844,8 @@ static void dispatch(struct run *r, uint32_t tag)
 		kill_sandbox(r, SBX_CANCELLED);
 	} else if (tag == TAG_CONTROL) {
 		on_control(r);
-	} else if (tag >= TAG_NOTIF && tag < TAG_STREAM) {
-		for (size_t i = 0; i < r->n_notif; i++)
-			on_notif(r, r->notif_fd[i]);
+	} else if (tag >= TAG_NOTIF && tag - TAG_NOTIF < r->n_notif) {
+		on_notif_event(r, tag - TAG_NOTIF, events);
 	} else if (tag >= TAG_STREAM && tag - TAG_STREAM < r->n_streams) {
 		on_output(r, &r->streams[tag - TAG_STREAM]);
 	}
@@ -854,7 +869,7 @@ static void supervise(struct run *r)
 		if (n < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < n; i++)
-			dispatch(r, evs[i].data.u32);
+			dispatch(r, evs[i].data.u32, evs[i].events);
 		if (r->failed_setup)
 			kill_sandbox(r, SBX_INTERNAL);
 		/* A step is over when init said so (or died) and its output is fully read. */
@@ -891,7 +906,8 @@ static void teardown(struct run *r, struct child_ctx *ctx)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	for (size_t i = 0; i < r->n_notif; i++)
-		close(r->notif_fd[i]);
+		if (r->notif_fd[i] >= 0)
+			close(r->notif_fd[i]);
 	for (size_t i = 0; i < r->n_streams; i++) {
 		if (r->streams[i].fd >= 0)
 			close(r->streams[i].fd);
