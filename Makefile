@@ -26,6 +26,13 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libarchive's tree (libxml2, ICU, ...) only in cordon-image; libseccomp only in the build-time
 # filter generator and the unit tests (the filter itself is embedded).
 LIBS_CORDON := -Wl,--as-needed $(shell pkg-config --libs jansson 2>/dev/null)
+# `cordon` itself is a static PIE (glibc and jansson from their Debian .a files): a launch then
+# maps no shared library and skips the dynamic loader's relocation work (~0.4 ms of every
+# `cordon run`, bench/launch). ASan needs its dynamic runtime, so the sanitizer build stays
+# dynamic. ASLR is kept (PIE), and RELRO/BIND_NOW apply to the static image too.
+ifneq ($(SAN),1)
+LDFLAGS_CORDON := -static-pie
+endif
 LIBS_IMAGE := -Wl,--as-needed $(shell pkg-config --libs libarchive 2>/dev/null)
 
 CORE_SRC := $(wildcard src/core/*.c)
@@ -62,7 +69,7 @@ $(BUILD)/src/core/filter-default.o: $(BUILD)/filter-bpf.inc
 $(BUILD)/src/core/filter-default.o: CFLAGS += -I$(BUILD)
 
 $(BUILD)/cordon: $(CLI_OBJ) $(BUILD)/libcordon-core.a
-	$(CC) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $^ $(LIBS_CORDON)
+	$(CC) $(LDFLAGS_BASE) $(LDFLAGS_CORDON) $(LDFLAGS) -o $@ $^ $(LIBS_CORDON)
 
 $(BUILD)/cordon-image: $(IMAGE_OBJ) $(BUILD)/libcordon-core.a
 	$(CC) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $^ $(LIBS_IMAGE)

@@ -1025,10 +1025,6 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 		return rr;
 	r.have_cg = !spec->no_cgroup;
 	ret_result->cgroup_limits = r.have_cg;
-	if (r.have_cg) {
-		struct cdn_err se;
-		host.cg->sweep(&se); /* leftovers of supervisors killed by -9; best effort */
-	}
 	rr = prepare(&r, &ctx, err);
 	if (rr < 0)
 		goto out;
@@ -1069,6 +1065,12 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 	arm_timer(r.tfd_wall, SETUP_TIMEOUT_MS * 1000000ULL);
 	if (cancel_requested)
 		kill_sandbox(&r, SBX_CANCELLED);
+	/* Leftovers of supervisors killed by -9 (best effort), swept while init builds its root
+	 * on another CPU rather than before the clone. Our own slot is locked, so skipped. */
+	if (r.have_cg) {
+		struct cdn_err se;
+		host.cg->sweep(&se);
+	}
 
 	supervise(&r);
 
