@@ -387,10 +387,10 @@ static void on_notif(struct run *r, int fd)
 	ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
 }
 
-static void begin_step_accounting(struct run *r)
+static void begin_step_accounting(struct run *r, bool read_counters)
 {
 	struct cg_stats st = {0};
-	if (r->have_cg)
+	if (r->have_cg && read_counters)
 		r->cg.ops->stats(&r->cg, &st);
 	r->cpu_base = st.cpu_ns;
 	r->oom_base = st.oom_kills;
@@ -799,7 +799,7 @@ static void next_step(struct run *r)
 		r->cg.ops->set_limits(&r->cg, &r->spec->steps[r->cur].limits, &e);
 		r->cg.ops->reset_peak(&r->cg);
 	}
-	begin_step_accounting(r);
+	begin_step_accounting(r, true);
 	arm_timer(r->tfd_wall, SETUP_TIMEOUT_MS * 1000000ULL);
 	char c = CHILD_CMD_NEXT;
 	if (send(r->go_w, &c, 1, MSG_NOSIGNAL) != 1)
@@ -1028,7 +1028,9 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 	rr = prepare(&r, &ctx, err);
 	if (rr < 0)
 		goto out;
-	begin_step_accounting(&r);
+	/* A new cgroup's counters are zero: nothing to read as the first step's baseline (the
+	 * CPU baseline is taken at execve anyway). */
+	begin_step_accounting(&r, false);
 	uint64_t t_prep = now_ns();
 	ret_result->setup.prepare_ns = t_prep - r.t_start;
 
