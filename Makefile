@@ -52,7 +52,8 @@ LIBS_STORE := $(shell pkg-config --libs sqlite3 2>/dev/null) -lpthread
 UNIT_SRC := $(wildcard tests/unit-*.c)
 UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/%)
 
-all: $(BUILD)/cordon $(BUILD)/cordon-image $(BUILD)/cordon-test-helper $(BUILD)/libcordon-store.a
+all: $(BUILD)/cordon $(BUILD)/cordon-image $(BUILD)/cordon-test-helper $(BUILD)/libcordon-store.a \
+	$(BUILD)/cordon-enosys
 
 $(BUILD)/%.o: %.c $(wildcard src/core/*.h src/cli/*.h src/store/*.h)
 	@mkdir -p $(dir $@)
@@ -78,6 +79,11 @@ $(BUILD)/cordon-image: $(IMAGE_OBJ) $(BUILD)/libcordon-core.a
 $(BUILD)/cordon-test-helper: tests/helper.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -static -o $@ $<
+
+# Test tool: runs a command with chosen system calls failing ENOSYS (the kernel-fallback lane).
+$(BUILD)/cordon-enosys: tests/enosys.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -D_GNU_SOURCE $(WARN) -static -o $@ $<
 
 $(BUILD)/libcordon-core.a: $(CORE_OBJ)
 	$(AR) rcs $@ $^

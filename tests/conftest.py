@@ -5,6 +5,11 @@ Run: /usr/bin/python3 -m pytest tests/ -q   (as root: cordon needs cgroups and u
 Environment:
   CORDON         the binary under test (default build/cordon; the ASan lane sets build-san/cordon)
   CORDON_HELPER  the static helper (default build/cordon-test-helper)
+  CORDON_BINARY  the cordon executable itself, where CORDON is a wrapper script (default CORDON)
+  CORDON_ENOSYS  the ENOSYS wrapper tool (default build/cordon-enosys)
+  CORDON_TEST_ENOSYS  comma-separated system calls the kernel-fallback lane hides from cordon
+                 (scripts/test wraps CORDON in build/cordon-enosys); tests that need one of them
+                 inside the sandbox skip with the reason
 
 Every test gets its own state dir and, through the autouse `host_untouched` fixture, is checked
 afterwards for what a sandbox must never leave behind: a dead host canary, cgroups under a
@@ -28,6 +33,10 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORDON = os.path.abspath(os.environ.get("CORDON", ROOT / "build" / "cordon"))
+CORDON_BINARY = os.path.abspath(os.environ.get("CORDON_BINARY", CORDON))
+HIDDEN_SYSCALLS = frozenset(x for x in os.environ.get("CORDON_TEST_ENOSYS", "").split(",") if x)
+# The kernel-fallback tool (tests/enosys.c): `cordon-enosys SYSCALL,... -- COMMAND...`.
+ENOSYS_TOOL = os.path.abspath(os.environ.get("CORDON_ENOSYS", ROOT / "build" / "cordon-enosys"))
 HELPER_SRC = os.path.abspath(os.environ.get("CORDON_HELPER", ROOT / "build" / "cordon-test-helper"))
 
 # The core maps sandbox root to host uids from here up (SECURITY.md layer 1).

@@ -239,9 +239,9 @@ def test_runtime_list(cordon):
 def test_unprivileged_user_fails_closed(tmp_path):
     # Rootless operation is not supported yet: a non-root caller must get a clean refusal
     # (exit 125, one line naming the fix), never a crash or a sandbox without its layers.
-    from conftest import CORDON
+    from conftest import CORDON_BINARY
     exe = tmp_path / "cordon"
-    exe.write_bytes(open(CORDON, "rb").read())
+    exe.write_bytes(open(CORDON_BINARY, "rb").read())
     os.chmod(exe, 0o755)
     os.chmod(tmp_path, 0o755)
     state = tmp_path / "state"

@@ -201,12 +201,21 @@ static void emit_output(void *ud, const char *buf, size_t len)
 		spec->on_output(spec->userdata, s->step, s->which, buf, len);
 }
 
+/* SIGKILL to init through its pidfd; plain kill() where pidfd_send_signal (linux >= 5.1) is
+ * missing or hidden: init is our unreaped child, so its pid cannot have been reused. */
+static void kill_init(struct run *r)
+{
+	if (syscall(SYS_pidfd_send_signal, r->pidfd, SIGKILL, NULL, 0) < 0 && errno == ENOSYS &&
+	    r->pid > 0)
+		kill(r->pid, SIGKILL);
+}
+
 static void kill_sandbox(struct run *r, enum sbx_code why)
 {
 	if (r->kill_code == SBX_OK)
 		r->kill_code = why;
 	if (!r->init_gone)
-		syscall(SYS_pidfd_send_signal, r->pidfd, SIGKILL, NULL, 0);
+		kill_init(r);
 }
 
 static void arm_timer(int tfd, uint64_t ns_from_now)
@@ -569,15 +578,19 @@ static int setup_failure(struct run *r, struct cdn_err *err)
 {
 	const struct child_msg *m = &r->fail_msg;
 	const char *name = child_setup_name((enum child_setup)m->step);
+	/* Binds and named images are attached with move_mount: no fallback, say what is needed. */
+	const char *need = m->err == ENOSYS && (m->step == CS_BIND || m->step == CS_IMAGE)
+				   ? " (the kernel lacks move_mount: needs linux >= 5.2)"
+				   : "";
 	if (m->step == CS_BIND && m->arg >= 0 && (size_t)m->arg < r->spec->n_binds)
-		return err_set(err, m->err, "sandbox setup: bind mount of \"%s\" on \"%s\"",
-			       r->spec->binds[m->arg].src, r->spec->binds[m->arg].dest);
+		return err_set(err, m->err, "sandbox setup: bind mount of \"%s\" on \"%s\"%s",
+			       r->spec->binds[m->arg].src, r->spec->binds[m->arg].dest, need);
 	if (m->step == CS_LANDLOCK)
 		return err_set(err, m->err,
 			       "sandbox setup: landlock is available (abi %d) but could not be "
 			       "applied",
 			       host.landlock_abi);
-	return err_set(err, m->err, "sandbox setup step \"%s\" failed", name);
+	return err_set(err, m->err, "sandbox setup step \"%s\" failed%s", name, need);
 }
 
 /* ---- setup and teardown ---- */
@@ -646,16 +659,15 @@ static pid_t spawn(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 		/* Old kernel, or a seccomp profile hiding clone3: classic clone, then migrate. */
 		ctx->unshare_cgroupns = true;
 		r->need_attach = r->have_cg && ctx->n_cg_self == 0;
-		pid = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, 0, NULL, NULL, 0);
-		if (pid > 0) {
-			pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-			if (pidfd < 0) {
-				int e = errno;
-				kill(pid, SIGKILL);
-				waitpid(pid, NULL, 0);
-				return err_set(err, e, "pidfd_open (needs linux >= 5.3)");
-			}
-		}
+		/* clone's CLONE_PIDFD (linux >= 5.2) stores the pidfd at parent_tid: no need for
+		 * pidfd_open, which a profile hiding clone3 may hide as well. */
+		pidfd = -1;
+		pid = (pid_t)syscall(SYS_clone, (unsigned long)(flags | CLONE_PIDFD) | SIGCHLD, 0,
+				     &pidfd, NULL, 0);
+		if (pid < 0 && errno == EINVAL)
+			return err_set(err, errno,
+				       "the kernel lacks clone3 and clone's CLONE_PIDFD (needs "
+				       "linux >= 5.2)");
 	}
 	if (pid == 0)
 		child_main(ctx);
@@ -683,7 +695,8 @@ static int clone_tree(const char *path, bool writable, bool *ret_is_dir, bool *r
 	int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOSYS)
-			return err_set(err, errno, "open_tree (linux >= 5.2) is needed for \"%s\"", path);
+			return err_set(err, errno,
+				       "\"%s\": the kernel lacks open_tree (needs linux >= 5.2)", path);
 		return err_set(err, errno, "\"%s\"", path);
 	}
 	struct stat st;
@@ -895,7 +908,7 @@ static void teardown(struct run *r, struct child_ctx *ctx)
 {
 	if (r->pidfd >= 0) {
 		if (!r->init_gone) {
-			syscall(SYS_pidfd_send_signal, r->pidfd, SIGKILL, NULL, 0);
+			kill_init(r);
 			siginfo_t si;
 			waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &si, WEXITED);
 		}
