@@ -95,9 +95,28 @@ $(BUILD)/unit-%: tests/unit-%.c $(BUILD)/libcordon-core.a $(wildcard src/core/*.
 	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
 		$(BUILD)/libcordon-core.a $(PKG_LIBS)
 
+# Fuzz targets (tests/fuzz/): in normal builds each one is a corpus replay program,
+# $(BUILD)/unit-fuzz-NAME, run with the unit tests; `make fuzz` builds them with clang's
+# libFuzzer into build-fuzz/ for coverage-guided runs (build-fuzz/fuzz-extract CORPUS_DIR).
+FUZZ_EXTRACT_SRC := src/cli/extract.c src/cli/rmtree.c src/core/util.c
+$(BUILD)/unit-fuzz-extract: tests/fuzz/fuzz-extract.c tests/fuzz/replay.h \
+		$(BUILD)/src/cli/extract.o $(BUILD)/src/cli/rmtree.o $(BUILD)/libcordon-core.a
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) \
+		-DFUZZ_CORPUS='"tests/fuzz/corpus/extract"' $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
+		$(BUILD)/src/cli/extract.o $(BUILD)/src/cli/rmtree.o $(BUILD)/libcordon-core.a \
+		$(LIBS_IMAGE)
+UNIT_BIN += $(BUILD)/unit-fuzz-extract
+
+build-fuzz/fuzz-extract: tests/fuzz/fuzz-extract.c $(FUZZ_EXTRACT_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZ_WITH_LIBFUZZER -Isrc \
+		-fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS_IMAGE)
+
+fuzz: build-fuzz/fuzz-extract
+
 unit: $(UNIT_BIN)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all unit clean
+.PHONY: all unit fuzz clean
