@@ -34,10 +34,16 @@ ifneq ($(SAN),1)
 LDFLAGS_CORDON := -static-pie
 endif
 LIBS_IMAGE := -Wl,--as-needed $(shell pkg-config --libs libarchive 2>/dev/null)
+# cordon-serve, the daemon (`cordon serve` execs it): HTTP, JSON, SQL and libcrypto.
+SERVE_PKGS := libmicrohttpd jansson sqlite3 libcrypto
+LIBS_SERVE := -Wl,--as-needed $(shell pkg-config --libs $(SERVE_PKGS) 2>/dev/null) -lpthread -lm
+SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS) 2>/dev/null)
 
 CORE_SRC := $(wildcard src/core/*.c)
 IMAGE_ONLY := src/cli/image-main.c src/cli/image.c src/cli/extract.c src/cli/rmtree.c
 CLI_SRC := $(filter-out $(IMAGE_ONLY),$(wildcard src/cli/*.c))
+SERVE_SRC := $(wildcard src/server/*.c)
+SERVE_OBJ := $(SERVE_SRC:%.c=$(BUILD)/%.o)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 IMAGE_OBJ := $(IMAGE_ONLY:%.c=$(BUILD)/%.o) $(filter-out $(BUILD)/src/cli/main.o \
@@ -52,12 +58,12 @@ LIBS_STORE := $(shell pkg-config --libs sqlite3 2>/dev/null) -lpthread
 UNIT_SRC := $(wildcard tests/unit-*.c)
 UNIT_BIN := $(UNIT_SRC:tests/%.c=$(BUILD)/%)
 
-all: $(BUILD)/cordon $(BUILD)/cordon-image $(BUILD)/cordon-test-helper $(BUILD)/libcordon-store.a \
-	$(BUILD)/cordon-enosys
+all: $(BUILD)/cordon $(BUILD)/cordon-image $(BUILD)/cordon-serve $(BUILD)/cordon-test-helper \
+	$(BUILD)/libcordon-store.a $(BUILD)/cordon-enosys
 
-$(BUILD)/%.o: %.c $(wildcard src/core/*.h src/cli/*.h src/store/*.h)
+$(BUILD)/%.o: %.c $(wildcard src/core/*.h src/cli/*.h src/server/*.h src/store/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(SERVE_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 # The default seccomp filter is compiled at build time (tools/gen-filter.c) and embedded.
 $(BUILD)/gen-filter: tools/gen-filter.c src/core/filter.c src/core/util.c src/core/filter.h
@@ -74,6 +80,9 @@ $(BUILD)/cordon: $(CLI_OBJ) $(BUILD)/libcordon-core.a
 
 $(BUILD)/cordon-image: $(IMAGE_OBJ) $(BUILD)/libcordon-core.a
 	$(CC) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $^ $(LIBS_IMAGE)
+
+$(BUILD)/cordon-serve: $(SERVE_OBJ) $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a
+	$(CC) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $^ $(LIBS_SERVE)
 
 # The helper runs inside sandboxes and images with no libc of their own: static, no sanitizer.
 $(BUILD)/cordon-test-helper: tests/helper.c

@@ -15,7 +15,8 @@ static const char main_usage[] =
 	"  run [OPTIONS] --runtime NAME -c CODE    run code with a runtime (or FILE)\n"
 	"  image ls | import NAME TARBALL | rm NAME\n"
 	"                                          manage root filesystem images\n"
-	"  serve                                   the REST API daemon (not implemented yet)\n"
+	"  serve [--listen 127.0.0.1:7070] [--state-dir DIR] [--no-auth]\n"
+	"                                          the REST API daemon (`cordon serve --help`)\n"
 	"  doctor                                  check this host (not implemented yet)\n"
 	"  version                                 print the version\n"
 	"  help                                    this text\n"
@@ -64,13 +65,15 @@ static int main_dispatch(int argc, char **argv)
 		return run_main(argc - 1, argv + 1);
 	if (streq(cmd, "image"))
 		return main_exec_sibling("cordon-image", argv + 1);
+	if (streq(cmd, "serve"))
+		return main_exec_sibling("cordon-serve", argv + 1);
 	if (streq(cmd, "version") || streq(cmd, "--version"))
 		return main_version();
 	if (streq(cmd, "help") || streq(cmd, "--help") || streq(cmd, "-h")) {
 		fputs(main_usage, stdout);
 		return 0;
 	}
-	if (streq(cmd, "serve") || streq(cmd, "doctor")) {
+	if (streq(cmd, "doctor")) {
 		cli_error("%s is not implemented yet", cmd);
 		return EXIT_CORDON;
 	}

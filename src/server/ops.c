@@ -1,0 +1,49 @@
+/* Operations endpoints: GET /healthz (the process answers), GET /readyz (every module can take
+ * work: the store answers, sandboxes can start), GET /metrics (Prometheus text). Public: they
+ * carry no tenant data; a deployment that must hide them keeps the port off the network. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "metrics.h"
+#include "server.h"
+
+int srv_modules_ready(struct srv *s, const char **ret_module, const char **ret_reason);
+
+static void ops_healthz(struct http_req *r)
+{
+	http_reply_json(r, 200, json_pack("{ss}", "status", "ok"));
+}
+
+static void ops_readyz(struct http_req *r)
+{
+	const char *module = NULL, *reason = NULL;
+	if (atomic_load(&r->srv->draining)) {
+		http_reply_error(r, 503, "overloaded", NULL, "shutting down");
+		return;
+	}
+	if (srv_modules_ready(r->srv, &module, &reason) < 0) {
+		http_reply_error(r, 503, "overloaded", NULL, "%s is not ready: %s", module,
+				 reason ? reason : "unknown reason");
+		return;
+	}
+	http_reply_json(r, 200, json_pack("{ss}", "status", "ready"));
+}
+
+static void ops_metrics(struct http_req *r)
+{
+	char *text = metrics_render();
+	if (!text) {
+		http_reply_error(r, 500, "internal", NULL, "out of memory");
+		return;
+	}
+	http_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+	free(text);
+}
+
+void ops_register(void)
+{
+	http_route_add(HTTP_GET, "/healthz", HTTP_ROUTE_PUBLIC, ops_healthz);
+	http_route_add(HTTP_GET, "/readyz", HTTP_ROUTE_PUBLIC, ops_readyz);
+	http_route_add(HTTP_GET, "/metrics", HTTP_ROUTE_PUBLIC, ops_metrics);
+}
