@@ -1,4 +1,5 @@
-"""Fixtures for the black-box API tests: the real `cordon serve` on a free loopback port with a
+"""Fixtures for the black-box API tests (import them: `from api_daemon import daemon,
+start_daemon`): the real `cordon serve` on a free loopback port with a
 temporary state dir, started and stopped by pid (never by name).
 
     daemon        a running daemon (auth on); .admin_key is the key it printed at first start
@@ -21,7 +22,7 @@ import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORDON = os.path.abspath(os.environ.get("CORDON", ROOT / "build" / "cordon"))
 START_TIMEOUT = 60  # test-side bound on a daemon start: generous, CI is slow under load
 KEY_RE = re.compile(r"^ck_[a-z2-7]{32}$")

@@ -2,6 +2,8 @@
 
 import re
 
+from api_daemon import start_daemon  # noqa: F401 (fixture)
+
 REQ_ID = re.compile(r"^req_[0-9a-f]{16}$")
 
 
