@@ -234,24 +234,3 @@ def test_runtime_list(cordon):
     for name in ("python", "node", "bash", "sh", "c", "cpp"):
         assert any(line.split()[0] == name for line in text.splitlines() if line.split()), \
             f"runtime {name} not listed\n{r}"
-
-
-def test_unprivileged_user_fails_closed(tmp_path):
-    # Rootless operation is not supported yet: a non-root caller must get a clean refusal
-    # (exit 125, one line naming the fix), never a crash or a sandbox without its layers.
-    from conftest import CORDON_BINARY
-    exe = tmp_path / "cordon"
-    exe.write_bytes(open(CORDON_BINARY, "rb").read())
-    os.chmod(exe, 0o755)
-    os.chmod(tmp_path, 0o755)
-    state = tmp_path / "state"
-    state.mkdir()
-    os.chown(state, 65534, 65534)
-    for extra in ([], ["--no-cgroup"]):
-        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                            str(exe), "run", "--state-dir", str(state), *extra, "--", "true"],
-                           capture_output=True, timeout=60)
-        assert r.returncode == 125, (extra, r)
-        lines = r.stderr.decode().strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("cordon: "), (extra, r.stderr)
-        assert "root" in lines[0], lines[0]

@@ -30,7 +30,7 @@ int image_main(int argc, char **argv);
 /* state.c: the state directory and the image store below it. */
 
 /* Resolve the state directory: `dir` if not NULL, else $CORDON_STATE_DIR, else
- * /var/lib/cordon. With create, make it (mode 0700) if missing. Refuses a directory that is not
+ * /var/lib/cordon (root) or $XDG_STATE_HOME/cordon, ~/.local/state/cordon (other users). With create, make it (mode 0700) if missing. Refuses a directory that is not
  * ours or that other users can write. *ret is an absolute path to free. */
 int state_dir_resolve(const char *dir, bool create, char **ret, struct cdn_err *err);
 /* Image names are one path component: [a-z0-9][a-z0-9._-]{0,63}. */

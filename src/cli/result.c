@@ -224,6 +224,23 @@ static json_t *error_json(const struct result_info *info, const struct sbx_resul
 			 "message", json_bytes(msg, strlen(msg)), "stack", "source_location");
 }
 
+/* What a run without a cgroup (--no-cgroup, rootless without a delegated cgroup) does not
+ * enforce as specified: the memory limit not at all; pids only through RLIMIT_NPROC (counted
+ * in the sandbox's user namespace; a refused fork is no SANDBOX_PROCESS_LIMIT verdict); CPU
+ * time only through RLIMIT_CPU, per process and in whole seconds. The wall-clock limit, the
+ * output, file and scratch limits and every isolation layer hold. */
+#define NO_CGROUP_NOTE                                                                             \
+	"run without a cgroup: memory is not limited; pids only by RLIMIT_NPROC, without a "      \
+	"SANDBOX_PROCESS_LIMIT verdict; cpu time only per process, in whole seconds "             \
+	"(RLIMIT_CPU); memory, cpu and process metrics are not measured (0)"
+
+static json_t *limits_not_enforced_json(const struct sbx_result *r)
+{
+	if (r->cgroup_limits)
+		return json_array();
+	return json_pack("[s, s, s]", "memory", "pids", "cpu_time");
+}
+
 static const char *status_name(enum sbx_code code)
 {
 	if (code == SBX_OK)
@@ -276,6 +293,8 @@ json_t *result_json(const struct result_info *info, const struct sbx_result *r,
 	set(o, "error", error_json(info, r, error_message), &ok);
 	set(o, "metrics", metrics_json(r, s), &ok);
 	set(o, "cgroup_limits", json_boolean(r->cgroup_limits), &ok);
+	set(o, "limits_not_enforced", limits_not_enforced_json(r), &ok);
+	set(o, "limits_note", r->cgroup_limits ? json_null() : json_string(NO_CGROUP_NOTE), &ok);
 	set(o, "setup_breakdown_us", setup_json(&r->setup), &ok);
 	if (!ok) {
 		json_decref(o);

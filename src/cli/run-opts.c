@@ -39,6 +39,8 @@ static const char run_usage[] =
 	"  --stdin FILE         feed FILE as stdin (default: empty)\n"
 	"  --json               capture the output; print the result object (API.md)\n"
 	"  --result-file F      pass the output through; write the result object to F\n"
+	"  --no-cgroup          run without a cgroup (a user with no delegated cgroup):\n"
+	"                       no memory limit; pids and CPU time only by rlimits\n"
 	"\n"
 	"Exit status: the program's own; 128+N when it died of signal N; 124 on a time\n"
 	"limit; 137 on the memory limit; 159 when the seccomp filter killed it; 125 when\n"
@@ -93,9 +95,9 @@ static const struct option run_options[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"result-file", required_argument, NULL, OPT_RESULT_FILE},
 	{"help", no_argument, NULL, 'h'},
-	/* Hidden: for tests and rootless use, not in the usage text. */
-	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 	{"no-cgroup", no_argument, NULL, OPT_NO_CGROUP},
+	/* Hidden: for tests, not in the usage text. */
+	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 	{NULL, 0, NULL, 0},
 };
 

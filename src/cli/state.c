@@ -52,10 +52,39 @@ static int state_dir_check(const char *dir, struct cdn_err *err)
 	return 0;
 }
 
+/* Rootless default: the XDG state home, $XDG_STATE_HOME/cordon or ~/.local/state/cordon;
+ * /var/lib is root's. NULL (and err set) when neither variable gives an absolute path. */
+static char *state_dir_user_default(struct cdn_err *err)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	char *dir = NULL;
+	if (xdg && xdg[0] == '/')
+		dir = strprintf("%s/cordon", xdg);
+	else if (home && home[0] == '/' && strcmp(home, "/"))
+		dir = strprintf("%s/.local/state/cordon", home);
+	else {
+		err_set(err, 0,
+			"no state dir for uid %u: $XDG_STATE_HOME and $HOME are unset (pass "
+			"--state-dir or set CORDON_STATE_DIR)",
+			(unsigned)geteuid());
+		return NULL;
+	}
+	if (!dir)
+		err_set(err, ENOMEM, "state dir");
+	return dir;
+}
+
 int state_dir_resolve(const char *dir, bool create, char **ret, struct cdn_err *err)
 {
+	_cleanup_free_ char *user_default = NULL;
 	if (!dir || !*dir)
 		dir = getenv("CORDON_STATE_DIR");
+	if ((!dir || !*dir) && geteuid() != 0) {
+		user_default = state_dir_user_default(err);
+		if (!user_default)
+			return -EINVAL;
+		dir = user_default;
+	}
 	if (!dir || !*dir)
 		dir = STATE_DIR_DEFAULT;
 	if (strlen(dir) >= PATH_MAX)

@@ -11,6 +11,17 @@
 
 static int parent_fd = -1;
 static const char *const needed[] = {"memory", "pids", "cpu"};
+/* Where cordon's parent lives: "" for the cgroup2 mount's root (cordon runs as root), or the
+ * delegated cgroup of a rootless caller (cgroup-deleg.c). */
+static char base_path[4096];
+
+void cg_v2_set_base(const char *path)
+{
+	if (parent_fd >= 0)
+		close(parent_fd);
+	parent_fd = -1;
+	snprintf(base_path, sizeof(base_path), "%s", path ? path : "");
+}
 
 static bool word_in(const char *list, const char *word)
 {
@@ -26,7 +37,9 @@ static int open_parent(struct cdn_err *err)
 	if (parent_fd >= 0)
 		return 0;
 	char mnt[4096], path[4200], buf[512];
-	if (cg_find_mount("cgroup2", NULL, mnt, sizeof(mnt)) < 0)
+	if (base_path[0])
+		snprintf(mnt, sizeof(mnt), "%s", base_path);
+	else if (cg_find_mount("cgroup2", NULL, mnt, sizeof(mnt)) < 0)
 		return err_set(err, ENOENT, "no cgroup2 mount");
 	_cleanup_close_ int root = open(mnt, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	if (root < 0)

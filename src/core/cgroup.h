@@ -76,6 +76,17 @@ int cg_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
  * `controller` among its super options. Returns 0 and the path, or -ENOENT. */
 int cg_find_mount(const char *fstype, const char *controller, char *buf, size_t size);
 
+/* Rootless (cgroup-deleg.c): check that this process's own cgroup is a delegated v2 cgroup
+ * with memory, pids and cpu available; else fail with the one-line refusal that names the
+ * fix. enter moves the supervisor into a leaf of it and enables the controllers, so that the
+ * v2 backend can create its parent there; leave undoes all of it (best effort). */
+int cg_deleg_detect(struct cdn_err *err);
+int cg_deleg_enter(struct cdn_err *err);
+void cg_deleg_leave(void);
+/* The v2 backend's base: NULL for the cgroup2 mount's root, or an absolute cgroup path under
+ * which it creates (and only writes) its parent. Closes the parent it had open. */
+void cg_v2_set_base(const char *path);
+
 int cg_v1_usable(struct cdn_err *err);
 int cg_v2_usable(struct cdn_err *err);
 extern const struct cg_ops cg_v1_ops;

@@ -439,11 +439,44 @@ static void setup_files(void)
 	}
 }
 
+/* Rootless: the detached mounts the supervisor makes as root (sandbox.c open_sources), made
+ * here in init's own mount namespace, where init (uid 0 of its user namespace, the caller's
+ * uid on the host) may clone mounts. Runs before the tmpfs covers the host's /tmp, where bind
+ * sources often are. Writes init's private copy of the context (clone without CLONE_VM). */
+static void rootless_open_sources(void)
+{
+	struct child_ctx *ctx = (struct child_ctx *)g_ctx;
+	const struct sbx_spec *spec = ctx->spec;
+	struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY};
+	if (spec->image_root) {
+		int fd = open_tree(AT_FDCWD, spec->image_root, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		if (fd < 0)
+			fail(CS_IMAGE, errno, -1);
+		ctx->image_fd = fd;
+		ctx->image_attr_done = mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) == 0;
+	}
+	for (size_t i = 0; i < spec->n_binds; i++) {
+		int fd = open_tree(AT_FDCWD, spec->binds[i].src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		if (fd < 0)
+			fail(CS_BIND, errno, (int)i);
+		struct stat st;
+		if (fstat(fd, &st) < 0)
+			fail(CS_BIND, errno, (int)i);
+		ctx->bind_fd[i] = fd;
+		ctx->bind_is_dir[i] = S_ISDIR(st.st_mode);
+		attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+				(spec->binds[i].writable ? 0 : MOUNT_ATTR_RDONLY);
+		ctx->bind_attr_done[i] = mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) == 0;
+	}
+}
+
 static void setup_root(void)
 {
 	char p[256];
 	/* Nothing we mount may propagate back to the host. */
 	CHECK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), CS_PRIVATE, -1);
+	if (g_ctx->rootless)
+		rootless_open_sources();
 	CHECK(mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV,
 		    "mode=0755,size=4m,nr_inodes=4096"),
 	      CS_ROOT_TMPFS, -1);
@@ -920,7 +953,8 @@ void child_main(const struct child_ctx *ctx)
 
 	/* Become the namespace's uid 0 (host: the slot's unprivileged uid) and drop the
 	 * supplementary groups inherited from cordon (host root's groups). */
-	CHECK(setgroups(0, NULL), CS_IDS, 0);
+	if (!ctx->rootless) /* rootless: setgroups is denied (sandbox.c write_id_maps) */
+		CHECK(setgroups(0, NULL), CS_IDS, 0);
 	CHECK(setresgid(0, 0, 0), CS_IDS, 1);
 	CHECK(setresuid(0, 0, 0), CS_IDS, 2);
 	/* If the supervisor dies (even by SIGKILL), init dies, and with it the whole namespace.

@@ -30,6 +30,9 @@ struct child_ctx {
 	int cg_self_fd[3];               /* v1: "tasks" files init writes "0" to (moves itself) */
 	int n_cg_self;
 	bool cgroup_pids;                /* pids.max enforces the process limit */
+	bool rootless;                   /* the caller is not root: init opens the bind sources
+					  * itself (image_fd/bind_fd are -1) and keeps the
+					  * caller's groups (setgroups is denied) */
 	char scratch_opts[96];           /* tmpfs options of /tmp: size, nr_inodes */
 	char shm_opts[64];
 	const char *writable[CHILD_MAX_BINDS + 2]; /* Landlock write paths inside the sandbox */

@@ -101,23 +101,39 @@ struct host_state {
 	bool ready;
 	struct sock_fprog filter;
 	const struct cg_ops *cg;
+	bool rootless;          /* not root: own uid only, delegated v2 cgroup or none */
 	int landlock_abi;
 	int cap_last;
 	long ncpu;
 };
 static struct host_state host;
 
+/* The cgroup backend: as root the host's (cg_detect); rootless only the v2 backend inside a
+ * cgroup delegated to the caller, else a refusal that names the fix (fail closed). */
+static int host_cgroup(struct cdn_err *err)
+{
+	if (host.cg)
+		return 0;
+	if (!host.rootless)
+		return cg_detect(&host.cg, err);
+	int r = cg_deleg_detect(err);
+	if (r < 0)
+		return r;
+	host.cg = &cg_v2_ops;
+	return 0;
+}
+
 static int host_init(bool need_cgroup, struct cdn_err *err)
 {
-	if (host.ready)
-		return 0;
-	filter_default(&host.filter);
-	int r;
+	host.rootless = geteuid() != 0;
 	if (need_cgroup) {
-		r = cg_detect(&host.cg, err);
+		int r = host_cgroup(err);
 		if (r < 0)
 			return r;
 	}
+	if (host.ready)
+		return 0;
+	filter_default(&host.filter);
 	host.landlock_abi = landlock_abi();
 	char buf[32];
 	uint64_t v = 40;
@@ -137,10 +153,18 @@ static int host_init(bool need_cgroup, struct cdn_err *err)
 
 int sandbox_sweep(const char *state_dir, struct cdn_err *err)
 {
-	(void)state_dir;
-	const struct cg_ops *ops;
-	int r = cg_detect(&ops, err);
-	return r < 0 ? r : ops->sweep(err);
+	int r = host_init(true, err);
+	if (r >= 0)
+		r = slot_init(host.rootless, state_dir, err);
+	if (r < 0)
+		return r;
+	if (!host.rootless)
+		return host.cg->sweep(err);
+	r = cg_deleg_enter(err);
+	if (r >= 0)
+		r = host.cg->sweep(err);
+	cg_deleg_leave();
+	return r;
 }
 
 /* ---- one run ---- */
@@ -513,8 +537,10 @@ static void judge_step(struct run *r, int step)
 			       (sr->signal == SIGKILL &&
 				sr->metrics.cpu_ns >= l->cpu_ms * 1000000ULL)))) {
 		c = SBX_CPU_LIMIT;
-		snprintf(buf, sizeof(buf), "cpu time limit of %llu ms exceeded",
-			 (unsigned long long)l->cpu_ms);
+		/* Without a cgroup only RLIMIT_CPU holds: per process, in whole seconds. */
+		snprintf(buf, sizeof(buf), "cpu time limit of %llu ms exceeded%s",
+			 (unsigned long long)l->cpu_ms,
+			 r->have_cg ? "" : " (no cgroup: by one process, in whole seconds)");
 	} else if (r->kill_code == SBX_OUTPUT_LIMIT) {
 		c = SBX_OUTPUT_LIMIT;
 		snprintf(buf, sizeof(buf), "output limit of %llu bytes exceeded",
@@ -625,12 +651,21 @@ static int write_id_maps(pid_t pid, uid_t uid, struct cdn_err *err)
 {
 	char path[64], map[64];
 	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)uid);
-	/* setgroups stays "allow": init drops the supplementary groups it inherited from
-	 * cordon (host root's) with setgroups(0, NULL); it has no way to add a host group. */
+	/* As root setgroups stays "allow": init drops the supplementary groups it inherited from
+	 * cordon (host root's) with setgroups(0, NULL); it has no way to add a host group.
+	 * Rootless, the kernel lets an unprivileged caller write a gid_map only after denying
+	 * setgroups, so the caller's own supplementary groups stay with the sandbox (README). */
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
 	int r = write_file_at(AT_FDCWD, path, map);
 	if (r < 0)
 		return err_set(err, -r, "writing the sandbox's uid_map");
+	if (host.rootless) {
+		snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+		r = write_file_at(AT_FDCWD, path, "deny");
+		if (r < 0)
+			return err_set(err, -r, "writing the sandbox's setgroups");
+		snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)getegid());
+	}
 	snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
 	r = write_file_at(AT_FDCWD, path, map);
 	if (r < 0)
@@ -719,6 +754,12 @@ static int open_sources(const struct sbx_spec *spec, struct child_ctx *ctx, stru
 	ctx->image_fd = -1;
 	for (size_t i = 0; i < CHILD_MAX_BINDS; i++)
 		ctx->bind_fd[i] = -1;
+	/* Rootless, open_tree(OPEN_TREE_CLONE) needs CAP_SYS_ADMIN over the host's mount
+	 * namespace, which the caller lacks: init clones the sources itself in its own mount
+	 * namespace (child.c). Its uid there is the caller's, so it resolves them with exactly
+	 * the caller's rights, as the supervisor would. */
+	if (host.rootless)
+		return 0;
 	/* The supervisor resolves every host path with its own credentials; the child only gets
 	 * detached mounts, so it never walks a host path as the sandbox uid. */
 	if (spec->image_root) {
@@ -788,6 +829,7 @@ static void fill_ctx(struct run *r, struct child_ctx *ctx)
 	ctx->landlock_abi = host.landlock_abi;
 	ctx->cap_last = host.cap_last;
 	ctx->cgroup_pids = r->have_cg;
+	ctx->rootless = host.rootless;
 	/* nr_inodes counts the root directory of the tmpfs too. */
 	snprintf(ctx->scratch_opts, sizeof(ctx->scratch_opts), "mode=1777,size=%llu,nr_inodes=%llu",
 		 (unsigned long long)l0->disk_bytes, (unsigned long long)l0->max_files + 1);
@@ -968,7 +1010,9 @@ static void close_child_ends(struct child_ctx *ctx)
 static int prepare(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 {
 	const struct sbx_spec *spec = r->spec;
-	int rr = slot_acquire(spec->trust, &r->slot, err);
+	int rr = slot_init(host.rootless, spec->state_dir, err);
+	if (rr >= 0)
+		rr = slot_acquire(spec->trust, &r->slot, err);
 	if (rr < 0)
 		return rr;
 	r->res->host_uid = r->slot.uid;
@@ -1038,6 +1082,9 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 		return rr;
 	r.have_cg = !spec->no_cgroup;
 	ret_result->cgroup_limits = r.have_cg;
+	/* Rootless with limits: into the caller's delegated cgroup first (cgroup-deleg.c). */
+	if (r.have_cg && host.rootless && (rr = cg_deleg_enter(err)) < 0)
+		return rr;
 	rr = prepare(&r, &ctx, err);
 	if (rr < 0)
 		goto out;
@@ -1111,5 +1158,7 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 	rr = 0;
 out:
 	teardown(&r, &ctx);
+	if (r.have_cg && host.rootless)
+		cg_deleg_leave(); /* the caller's cgroup as it was found */
 	return rr < 0 ? (err && err->errnum ? -err->errnum : -EIO) : 0;
 }
