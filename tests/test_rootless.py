@@ -25,8 +25,8 @@ import uuid
 
 import pytest
 
-from conftest import (CORDON, RUN_TIMEOUT, Canary, Result, expect, expect_contained,
-                      wait_until)
+from conftest import (CORDON_BINARY, ENOSYS_TOOL, HIDDEN_SYSCALLS, RUN_TIMEOUT, Canary, Result,
+                      expect, expect_contained, wait_until)
 
 ROOTLESS_UID = 2_100_000_000
 NEEDED = ("memory", "pids", "cpu")
@@ -98,10 +98,17 @@ class Rootless:
     def __init__(self, cordon, base):
         self.cordon = cordon
         self.base = base
+        # Copies the user can read and run (the build tree may be private to root). In the
+        # kernel-fallback lane the user's cordon runs under the same ENOSYS wrapper.
         self.bin = str(base / "cordon")
         self.helper_path = str(base / "helper")
-        shutil.copy2(CORDON, self.bin)
+        shutil.copy2(CORDON_BINARY, self.bin)
         shutil.copy2(cordon.helper_path, self.helper_path)
+        self.prefix = []
+        if HIDDEN_SYSCALLS:
+            shutil.copy2(ENOSYS_TOOL, base / "enosys")
+            os.chmod(base / "enosys", 0o755)
+            self.prefix = [str(base / "enosys"), ",".join(sorted(HIDDEN_SYSCALLS)), "--"]
         for p in (self.bin, self.helper_path):
             os.chmod(p, 0o755)
         self.state = base / "state"
@@ -115,7 +122,7 @@ class Rootless:
         # As root, put the shell we start (and so cordon, which it becomes) into the delegated
         # cgroup, then drop to the user: the way a login manager or systemd starts it there.
         enter = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] if cgroup else []
-        return [*enter, *drop, self.bin, *map(str, args)]
+        return [*enter, *drop, *self.prefix, self.bin, *map(str, args)]
 
     def cmd(self, *args, cgroup=None, timeout=RUN_TIMEOUT):
         argv = self.argv(args, cgroup)
