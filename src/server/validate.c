@@ -125,7 +125,7 @@ void srv_limits_print(FILE *out)
 int val_fail(struct val_err *err, unsigned status, const char *field, const char *fmt, ...)
 {
 	err->status = status;
-	err->code = status == 403 ? "forbidden" : "validation_failed";
+	err->code = status == 403 ? "forbidden" : status >= 500 ? "internal" : "validation_failed";
 	snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
 	va_list ap;
 	va_start(ap, fmt);
