@@ -22,6 +22,7 @@ LDFLAGS_BASE := -pie -Wl,-z,relro,-z,now $(LDSAN)
 PKGS := libseccomp jansson libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CFLAGS += $(shell pkg-config --cflags sqlite3 2>/dev/null)
 # What each program links: `cordon` (run, version) stays light so a launch loads little;
 # libarchive's tree (libxml2, ICU, ...) only in cordon-image; libseccomp only in the build-time
 # filter generator and the unit tests (the filter itself is embedded).
@@ -109,6 +110,20 @@ $(BUILD)/unit-server: tests/unit-server.c $(BUILD)/libcordon-server.a $(BUILD)/l
 	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(SERVE_CFLAGS) $(CFLAGS) $(LDFLAGS_BASE) \
 		$(LDFLAGS) -o $@ $< $(BUILD)/libcordon-server.a $(BUILD)/libcordon-store.a \
 		$(BUILD)/libcordon-core.a $(LIBS_SERVE)
+
+# Schema migrations (src/store/migrations/NNNN_name.sql) are embedded at build time.
+MIGRATIONS := $(sort $(wildcard src/store/migrations/*.sql))
+$(BUILD)/store-migrations.inc: $(MIGRATIONS) tools/embed-sql.sh
+	@mkdir -p $(dir $@)
+	tools/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+$(BUILD)/src/store/store-sqlite.o: $(BUILD)/store-migrations.inc
+$(BUILD)/src/store/store-sqlite.o: CFLAGS += -I$(BUILD)
+
+# unit-store links the store and sqlite3 (and pthreads for its concurrency tests).
+$(BUILD)/unit-store: tests/unit-store.c $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a \
+		$(wildcard src/core/*.h src/store/*.h)
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
+		$(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a $(LIBS_STORE)
 
 $(BUILD)/unit-%: tests/unit-%.c $(BUILD)/libcordon-core.a $(wildcard src/core/*.h)
 	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \

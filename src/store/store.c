@@ -104,6 +104,13 @@ static int check_plan(const struct store_plan *p, struct cdn_err *err)
 	if ((r = check_str("plan max_trust_level", p->max_trust_level, STORE_TRUST_MAX, true, err)) < 0 ||
 	    (r = check_str("plan limits_json", p->limits_json, STORE_PLAN_LIMITS_MAX, true, err)) < 0)
 		return r;
+	/* A closed set: a typo here must not become a level the server does not know. */
+	static const char *const levels[] = {"high", "medium", "low", "untrusted"};
+	bool known = false;
+	for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
+		known |= !strcmp(p->max_trust_level, levels[i]);
+	if (!known)
+		return err_set(err, EINVAL, "store: plan max_trust_level is not high, medium, low or untrusted");
 	if (p->monthly_exec_seconds > INT64_MAX)
 		return err_set(err, ERANGE, "store: plan monthly_exec_seconds out of range");
 	return 0;
