@@ -47,6 +47,9 @@
 	} while (0)
 #define OK(call) ASSERT_EQ_I((call), 0)
 
+/* The number of src/store/migrations/ files: bump it with each new migration. */
+#define SCHEMA_LATEST 2
+
 static char g_dir[256];      /* this test's state dir */
 static char g_db[300];       /* g_dir/cordon.db */
 static struct cdn_err g_err; /* the last error, printed by failing asserts */
@@ -126,13 +129,13 @@ static void test_open_creates_wal_file(void)
 	ASSERT_EQ_I(st.st_mode & 0777, 0600);
 	int v = 0;
 	OK(store_schema_version(s, &v, &g_err));
-	ASSERT_EQ_I(v, 1);
+	ASSERT_EQ_I(v, SCHEMA_LATEST);
 	OK(store_ping(s, &g_err));
 	sqlite3 *db = raw_open();
 	char mode[16];
 	raw_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ASSERT_STR(mode, "wal");
-	ASSERT_EQ_I(raw_int(db, "SELECT COUNT(*) FROM schema_version"), 1);
+	ASSERT_EQ_I(raw_int(db, "SELECT COUNT(*) FROM schema_version"), SCHEMA_LATEST);
 	ASSERT_EQ_I(raw_int(db, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND"
 				" name IN ('tenants', 'api_keys', 'executions', 'execution_outputs',"
 				" 'execution_events', 'callback_attempts', 'usage')"),
@@ -157,9 +160,30 @@ static void test_reopen_is_idempotent(void)
 		store_close(s);
 	}
 	sqlite3 *db = raw_open();
-	ASSERT_EQ_I(raw_int(db, "SELECT COUNT(*) FROM schema_version"), 1);
+	ASSERT_EQ_I(raw_int(db, "SELECT COUNT(*) FROM schema_version"), SCHEMA_LATEST);
 	ASSERT_EQ_I(raw_int(db, "SELECT COUNT(*) FROM tenants"), 1);
 	sqlite3_close(db);
+}
+
+/* A database of an older cordon (here: schema 1, with data) is brought up to date on open. */
+static void test_upgrade_keeps_data(void)
+{
+	struct store *s = open_store();
+	make_tenant(s, "tn_old");
+	store_close(s);
+	sqlite3 *db = raw_open();
+	raw_exec(db, "ALTER TABLE tenants DROP COLUMN default_trust_level;"
+		     "DELETE FROM schema_version WHERE version >= 2");
+	sqlite3_close(db);
+	s = open_store();
+	int v = 0;
+	OK(store_schema_version(s, &v, &g_err));
+	ASSERT_EQ_I(v, SCHEMA_LATEST);
+	struct store_tenant t;
+	OK(store_tenant_get(s, "tn_old", &t, &g_err));
+	ASSERT_STR(t.name, "tenant tn_old");
+	ASSERT_STR(t.plan.default_trust_level, ""); /* not set before schema 2 */
+	store_close(s);
 }
 
 static void test_newer_schema_refused(void)
@@ -198,7 +222,7 @@ static void test_concurrent_first_open(void)
 		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
 	sqlite3 *db = raw_open();
-	ASSERT_EQ_I(raw_int(db, "SELECT COUNT(*) FROM schema_version"), 1);
+	ASSERT_EQ_I(raw_int(db, "SELECT COUNT(*) FROM schema_version"), SCHEMA_LATEST);
 	sqlite3_close(db);
 }
 
@@ -217,6 +241,36 @@ static void test_open_refusals(void)
 	ASSERT_EQ_I(store_open(g_dir, &s, &g_err), -ELOOP);
 	ASSERT_EQ_I(access(target, F_OK), -1);
 	ASSERT_TRUE(s == NULL);
+}
+
+/* The daemon starts sandboxes: no fd of the store may leak into a child across exec. */
+static void test_fds_cloexec(void)
+{
+	struct store *s = open_store();
+	make_tenant(s, "tn_1");
+	make_exec(s, "tn_1", "ex_1", 1, STORE_EXEC_QUEUED); /* -wal and -shm are open now */
+	DIR *d = opendir("/proc/self/fd");
+	ASSERT_TRUE(d != NULL);
+	int checked = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		uint64_t fd;
+		if (parse_u64(de->d_name, &fd) < 0 || fd <= 2 || (int)fd == dirfd(d))
+			continue;
+		char path[64], target[512] = "";
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", (int)fd);
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0 || !strstr(target, "cordon.db"))
+			continue;
+		int flags = fcntl((int)fd, F_GETFD);
+		if (!(flags & FD_CLOEXEC))
+			fprintf(stderr, "fd %d (%s) lacks FD_CLOEXEC\n", (int)fd, target);
+		ASSERT_TRUE(flags >= 0 && (flags & FD_CLOEXEC));
+		checked++;
+	}
+	closedir(d);
+	ASSERT_TRUE(checked >= 3); /* the database, its -wal and its -shm */
+	store_close(s);
 }
 
 /* ---- tenants and keys ---- */
@@ -251,7 +305,19 @@ static void test_tenants(void)
 	OK(store_tenant_set_plan(s, "tn_1", &p, &g_err));
 	OK(store_tenant_get(s, "tn_1", &got, &g_err));
 	ASSERT_STR(got.plan.max_trust_level, "untrusted");
+	ASSERT_STR(got.plan.default_trust_level, "");
 	ASSERT_EQ_I(got.plan.max_concurrent, 1);
+	/* The default may not be more trusted than the cap. */
+	snprintf(p.default_trust_level, sizeof(p.default_trust_level), "low");
+	ASSERT_EQ_I(store_tenant_set_plan(s, "tn_1", &p, &g_err), -EINVAL);
+	snprintf(p.max_trust_level, sizeof(p.max_trust_level), "high");
+	snprintf(p.default_trust_level, sizeof(p.default_trust_level), "superuser");
+	ASSERT_EQ_I(store_tenant_set_plan(s, "tn_1", &p, &g_err), -EINVAL);
+	snprintf(p.default_trust_level, sizeof(p.default_trust_level), "medium");
+	OK(store_tenant_set_plan(s, "tn_1", &p, &g_err));
+	OK(store_tenant_get(s, "tn_1", &got, &g_err));
+	ASSERT_STR(got.plan.max_trust_level, "high");
+	ASSERT_STR(got.plan.default_trust_level, "medium");
 	ASSERT_EQ_I(store_tenant_set_plan(s, "tn_none", &p, &g_err), -ENOENT);
 	ASSERT_EQ_I(store_tenant_get(s, "tn_none", &got, &g_err), -ENOENT);
 	make_tenant(s, "tn_2");
@@ -313,7 +379,7 @@ static void test_keys(void)
 
 	/* Revoked: never authenticates again, stays listed for the audit trail. */
 	OK(store_key_revoke(s, "key_1", 100, &g_err));
-	OK(store_key_revoke(s, "key_1", 200, &g_err));
+	ASSERT_EQ_I(store_key_revoke(s, "key_1", 200, &g_err), -ENOENT); /* DELETE twice: 404 */
 	ASSERT_EQ_I(store_key_lookup_hash(s, HASH_A, &got, &g_err), -ENOENT);
 	ASSERT_EQ_I(store_key_revoke(s, "key_none", 1, &g_err), -ENOENT);
 	OK(store_key_count(s, true, &count, &g_err));
@@ -1063,9 +1129,11 @@ static const struct {
 } tests[] = {
 	{"open_creates_wal_file", test_open_creates_wal_file},
 	{"reopen_is_idempotent", test_reopen_is_idempotent},
+	{"upgrade_keeps_data", test_upgrade_keeps_data},
 	{"newer_schema_refused", test_newer_schema_refused},
 	{"concurrent_first_open", test_concurrent_first_open},
 	{"open_refusals", test_open_refusals},
+	{"fds_cloexec", test_fds_cloexec},
 	{"tenants", test_tenants},
 	{"keys", test_keys},
 	{"exec_roundtrip", test_exec_roundtrip},

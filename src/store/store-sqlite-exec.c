@@ -270,10 +270,12 @@ int sq_exec_list(struct store *s, const char *tenant_id, unsigned status_mask, s
 	};
 	int variant = (tenant_id ? 1 : 0) + (cursor ? 2 : 0);
 	char sql[1024];
-	snprintf(sql, sizeof(sql),
-		 "SELECT " EXEC_COLS EXEC_FROM " WHERE e.status IN (?3, ?4, ?5, ?6, ?7)%s"
-		 " ORDER BY e.created_at DESC, e.id DESC LIMIT ?2",
-		 where[variant]);
+	int len = snprintf(sql, sizeof(sql),
+			   "SELECT " EXEC_COLS EXEC_FROM " WHERE e.status IN (?3, ?4, ?5, ?6, ?7)%s"
+			   " ORDER BY e.created_at DESC, e.id DESC LIMIT ?2",
+			   where[variant]);
+	if (len < 0 || (size_t)len >= sizeof(sql))
+		return err_set(err, EOVERFLOW, "store: list statement too long");
 	struct sq_conn *c SQ_CLEANUP_CONN = sq_get(SQ_STORE(s));
 	sqlite3_stmt *st SQ_CLEANUP_STMT = NULL;
 	int r = sq_stmt(c, SQ_EXEC_LIST + variant, sql, &st, err);

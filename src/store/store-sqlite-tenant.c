@@ -51,7 +51,7 @@ int sq_bind_time(sqlite3_stmt *st, int col, int64_t ms)
 
 #define TENANT_COLS                                                                                \
 	"id, name, max_trust_level, limits_json, max_concurrent, monthly_exec_seconds, rate_rps,"  \
-	" rate_burst, created_at"
+	" rate_burst, created_at, default_trust_level"
 
 static void bind_plan(sqlite3_stmt *st, int first, const struct store_plan *p)
 {
@@ -61,6 +61,10 @@ static void bind_plan(sqlite3_stmt *st, int first, const struct store_plan *p)
 	sqlite3_bind_int64(st, first + 3, (int64_t)p->monthly_exec_seconds);
 	sqlite3_bind_int64(st, first + 4, p->rate_rps);
 	sqlite3_bind_int64(st, first + 5, p->rate_burst);
+	if (p->default_trust_level[0])
+		sqlite3_bind_text(st, first + 6, p->default_trust_level, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, first + 6);
 }
 
 static int read_tenant(sqlite3_stmt *st, struct store_tenant *t, struct cdn_err *err)
@@ -77,7 +81,8 @@ static int read_tenant(sqlite3_stmt *st, struct store_tenant *t, struct cdn_err 
 	t->plan.rate_rps = (uint32_t)sqlite3_column_int64(st, 6);
 	t->plan.rate_burst = (uint32_t)sqlite3_column_int64(st, 7);
 	t->created_at_ms = sqlite3_column_int64(st, 8);
-	return 0;
+	return sq_col_copy(st, 9, t->plan.default_trust_level, sizeof(t->plan.default_trust_level),
+			   err);
 }
 
 int sq_tenant_create(struct store *s, const struct store_tenant *t, struct cdn_err *err)
@@ -85,14 +90,16 @@ int sq_tenant_create(struct store *s, const struct store_tenant *t, struct cdn_e
 	struct sq_conn *c SQ_CLEANUP_CONN = sq_get(SQ_STORE(s));
 	sqlite3_stmt *st SQ_CLEANUP_STMT = NULL;
 	int r = sq_stmt(c, SQ_TENANT_INSERT,
-			"INSERT INTO tenants (" TENANT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+			"INSERT INTO tenants (id, name, max_trust_level, limits_json, max_concurrent,"
+			" monthly_exec_seconds, rate_rps, rate_burst, default_trust_level, created_at)"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 			&st, err);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
 	bind_plan(st, 3, &t->plan);
-	sqlite3_bind_int64(st, 9, t->created_at_ms);
+	sqlite3_bind_int64(st, 10, t->created_at_ms);
 	r = sq_step(c, st, "creating a tenant", err);
 	return r < 0 ? r : 0;
 }
@@ -119,7 +126,8 @@ int sq_tenant_set_plan(struct store *s, const char *id, const struct store_plan 
 	sqlite3_stmt *st SQ_CLEANUP_STMT = NULL;
 	int r = sq_stmt(c, SQ_TENANT_SET_PLAN,
 			"UPDATE tenants SET max_trust_level = ?2, limits_json = ?3, max_concurrent = ?4,"
-			" monthly_exec_seconds = ?5, rate_rps = ?6, rate_burst = ?7 WHERE id = ?1",
+			" monthly_exec_seconds = ?5, rate_rps = ?6, rate_burst = ?7,"
+			" default_trust_level = ?8 WHERE id = ?1",
 			&st, err);
 	if (r < 0)
 		return r;
@@ -239,7 +247,7 @@ int sq_key_revoke(struct store *s, const char *id, int64_t now_ms, struct cdn_er
 	struct sq_conn *c SQ_CLEANUP_CONN = sq_get(SQ_STORE(s));
 	sqlite3_stmt *st SQ_CLEANUP_STMT = NULL;
 	int r = sq_stmt(c, SQ_KEY_REVOKE,
-			"UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", &st,
+			"UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", &st,
 			err);
 	if (r < 0)
 		return r;
@@ -248,7 +256,7 @@ int sq_key_revoke(struct store *s, const char *id, int64_t now_ms, struct cdn_er
 	if ((r = sq_step(c, st, "revoking a key", err)) < 0)
 		return r;
 	if (sqlite3_changes(c->db) == 0)
-		return err_set(err, ENOENT, "store: key \"%s\" not found", id);
+		return err_set(err, ENOENT, "store: key \"%s\" not found or already revoked", id);
 	return 0;
 }
 

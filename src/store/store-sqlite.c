@@ -351,14 +351,18 @@ int store_sqlite_open(const char *path, struct store **ret, struct cdn_err *err)
 	/* Create the file ourselves: mode 0600, since it holds outputs and request bodies (the -wal
 	 * and -shm files SQLite creates take the same mode). O_NOFOLLOW: a planted symlink in the
 	 * state dir must not redirect the database. */
-	_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return err_set(err, errno, "store: opening \"%s\"", path);
-	struct stat stt;
-	if (fstat(fd, &stt) < 0)
-		return err_set(err, errno, "store: stat \"%s\"", path);
-	if (!S_ISREG(stt.st_mode))
-		return err_set(err, EINVAL, "store: \"%s\" is not a regular file", path);
+	{
+		/* Closed again before SQLite opens the file: closing any fd of a file drops every
+		 * POSIX lock the process holds on it, including SQLite's. */
+		_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0)
+			return err_set(err, errno, "store: opening \"%s\"", path);
+		struct stat stt;
+		if (fstat(fd, &stt) < 0)
+			return err_set(err, errno, "store: stat \"%s\"", path);
+		if (!S_ISREG(stt.st_mode))
+			return err_set(err, EINVAL, "store: \"%s\" is not a regular file", path);
+	}
 
 	struct sq_store *s = calloc(1, sizeof(*s) + plen + 1);
 	if (!s)

@@ -96,6 +96,16 @@ static int check_limit(size_t limit, struct cdn_err *err)
 	return 0;
 }
 
+/* untrusted 0 < low 1 < medium 2 < high 3; -1 for anything else. */
+static int trust_rank(const char *level)
+{
+	static const char *const levels[] = {"untrusted", "low", "medium", "high"};
+	for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
+		if (!strcmp(level, levels[i]))
+			return (int)i;
+	return -1;
+}
+
 static int check_plan(const struct store_plan *p, struct cdn_err *err)
 {
 	int r;
@@ -104,13 +114,22 @@ static int check_plan(const struct store_plan *p, struct cdn_err *err)
 	if ((r = check_str("plan max_trust_level", p->max_trust_level, STORE_TRUST_MAX, true, err)) < 0 ||
 	    (r = check_str("plan limits_json", p->limits_json, STORE_PLAN_LIMITS_MAX, true, err)) < 0)
 		return r;
+	if ((r = check_str("plan default_trust_level", p->default_trust_level, STORE_TRUST_MAX, true,
+			   err)) < 0)
+		return r;
 	/* A closed set: a typo here must not become a level the server does not know. */
-	static const char *const levels[] = {"high", "medium", "low", "untrusted"};
-	bool known = false;
-	for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
-		known |= !strcmp(p->max_trust_level, levels[i]);
-	if (!known)
+	int max = trust_rank(p->max_trust_level);
+	if (max < 0)
 		return err_set(err, EINVAL, "store: plan max_trust_level is not high, medium, low or untrusted");
+	if (p->default_trust_level[0]) {
+		int def = trust_rank(p->default_trust_level);
+		if (def < 0)
+			return err_set(err, EINVAL,
+				       "store: plan default_trust_level is not high, medium, low or untrusted");
+		if (def > max)
+			return err_set(err, EINVAL,
+				       "store: plan default_trust_level is above max_trust_level");
+	}
 	if (p->monthly_exec_seconds > INT64_MAX)
 		return err_set(err, ERANGE, "store: plan monthly_exec_seconds out of range");
 	return 0;

@@ -54,6 +54,9 @@
 /* What a tenant may use. 0 in a numeric cap means "no cap". */
 struct store_plan {
 	char max_trust_level[STORE_TRUST_MAX]; /* the most trusted level it may ask for */
+	/* What a request without "trust_level" runs at; "" = not set (the server derives it).
+	 * Never more trusted than max_trust_level (refused with -EINVAL). Since schema 2. */
+	char default_trust_level[STORE_TRUST_MAX];
 	/* Caps on the request's "limits" in the API's shape, e.g.
 	 * {"timeout_ms": 30000, "memory_mb": 512}; "{}" when none. Kept as text, never parsed. */
 	char limits_json[STORE_PLAN_LIMITS_MAX];
@@ -310,7 +313,8 @@ int store_key_create(struct store *s, const struct store_key *k, struct cdn_err 
  * one, so a revoked key can never authenticate by mistake. */
 int store_key_lookup_hash(struct store *s, const char *hash_hex, struct store_key *ret,
 			  struct cdn_err *err);
-/* Revoke (kept for the audit trail, never usable again). -ENOENT when unknown. Idempotent. */
+/* Revoke (kept for the audit trail, never usable again). -ENOENT when unknown or already
+ * revoked (the first revocation's time is kept). */
 int store_key_revoke(struct store *s, const char *id, int64_t now_ms, struct cdn_err *err);
 /* The keys of a tenant (NULL: of all tenants), revoked ones too, oldest first; free(*ret). */
 int store_key_list(struct store *s, const char *tenant_id, struct store_key **ret, size_t *ret_n,
