@@ -148,9 +148,16 @@ build-fuzz/fuzz-extract: tests/fuzz/fuzz-extract.c $(FUZZ_EXTRACT_SRC)
 
 fuzz: build-fuzz/fuzz-extract
 
+# Store benchmark (not part of `all`; numbers only): build/bench-store [DIR].
+$(BUILD)/bench-store: bench/store.c $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a \
+		$(wildcard src/core/*.h src/store/*.h)
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
+		$(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a $(LIBS_STORE)
+bench-store: $(BUILD)/bench-store
+
 unit: $(UNIT_BIN)
 
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all unit fuzz clean
+.PHONY: all unit fuzz clean bench-store

@@ -1041,6 +1041,26 @@ static void test_processes(void)
 	store_close(s);
 }
 
+/* Another process holds the write lock past the busy timeout: the write answers -EBUSY (the
+ * API's 503) and changes nothing; reads still work (WAL). Takes the timeout (10 s) to run. */
+static void test_locked_answers_ebusy(void)
+{
+	struct store *s = open_store();
+	make_tenant(s, "tn_1");
+	sqlite3 *db = raw_open();
+	raw_exec(db, "BEGIN IMMEDIATE");
+	struct store_tenant t;
+	OK(store_tenant_get(s, "tn_1", &t, &g_err));
+	ASSERT_EQ_I(store_usage_add(s, "tn_1", "2026-12", 1, 1, &g_err), -EBUSY);
+	raw_exec(db, "ROLLBACK");
+	sqlite3_close(db);
+	struct store_usage u;
+	OK(store_usage_get(s, "tn_1", "2026-12", &u, &g_err));
+	ASSERT_EQ_I(u.executions, 0);
+	OK(store_usage_add(s, "tn_1", "2026-12", 1, 1, &g_err));
+	store_close(s);
+}
+
 /* A child writes and acknowledges each commit on a pipe; SIGKILL hits it mid-stream. Every
  * acknowledged record must be there after reopening, the file must be intact, and the next
  * start fails what was running. */
@@ -1150,6 +1170,7 @@ static const struct {
 	{"ids", test_ids},
 	{"threads", test_threads},
 	{"processes", test_processes},
+	{"locked_answers_ebusy", test_locked_answers_ebusy},
 	{"crash_kill9", test_crash_kill9},
 };
 
