@@ -341,7 +341,7 @@ int store_exec_list(struct store *s, const char *tenant_id, unsigned status_mask
 		    struct cdn_err *err);
 /* Delete the record, its outputs, events and callback attempts. -ENOENT when not found. */
 int store_exec_delete(struct store *s, const char *tenant_id, const char *id, struct cdn_err *err);
-/* Count a tenant's (NULL: everyone's) executions whose status is in status_mask. */
+/* Count a tenant's (NULL: everyone's) executions whose status is in status_mask (0 = any). */
 int store_exec_count(struct store *s, const char *tenant_id, unsigned status_mask, uint64_t *ret,
 		     struct cdn_err *err);
 /* At daemon start: every queued or running execution becomes failed with error SANDBOX_INTERNAL
