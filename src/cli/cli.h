@@ -26,6 +26,7 @@ static inline void fclosep(FILE **f)
 /* Subcommands: argv[0] is the subcommand's name; they return the process exit status. */
 int run_main(int argc, char **argv);
 int image_main(int argc, char **argv);
+int doctor_main(int argc, char **argv);
 
 /* state.c: the state directory and the image store below it. */
 

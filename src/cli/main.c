@@ -17,7 +17,7 @@ static const char main_usage[] =
 	"                                          manage root filesystem images\n"
 	"  serve [--listen 127.0.0.1:7070] [--state-dir DIR] [--no-auth]\n"
 	"                                          the REST API daemon (`cordon serve --help`)\n"
-	"  doctor                                  check this host (not implemented yet)\n"
+	"  doctor [--json]                         check this host: what works, what does not, the fix\n"
 	"  version                                 print the version\n"
 	"  help                                    this text\n"
 	"\n"
@@ -63,6 +63,8 @@ static int main_dispatch(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (streq(cmd, "run"))
 		return run_main(argc - 1, argv + 1);
+	if (streq(cmd, "doctor"))
+		return doctor_main(argc - 1, argv + 1);
 	if (streq(cmd, "image"))
 		return main_exec_sibling("cordon-image", argv + 1);
 	if (streq(cmd, "serve"))
@@ -72,10 +74,6 @@ static int main_dispatch(int argc, char **argv)
 	if (streq(cmd, "help") || streq(cmd, "--help") || streq(cmd, "-h")) {
 		fputs(main_usage, stdout);
 		return 0;
-	}
-	if (streq(cmd, "doctor")) {
-		cli_error("%s is not implemented yet", cmd);
-		return EXIT_CORDON;
 	}
 	cli_error("unknown command \"%s\"", cmd);
 	return EXIT_CORDON;

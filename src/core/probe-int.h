@@ -1,0 +1,26 @@
+/* Shared by the probe files (probe.c, probe-cgroup.c); not part of the core's interface. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "probe.h"
+#include "slot.h"
+
+/* Read n ints from fd until deadline (now_ns() clock). Returns how many arrived (fewer when
+ * the writer died first) or -ETIMEDOUT / -errno. */
+int probe_read_ints(int fd, int *out, size_t n, uint64_t deadline);
+/* Wait for our child pid (SIGKILL first when asked); returns its wait status or -errno. */
+int probe_reap(pid_t pid, bool kill_first);
+/* fork; the child runs fn(ud, fd) and sends ints on fd with probe_send; the parent reads up to
+ * n of them into out within PROBE_TIMEOUT_MS, then reaps (killing a child that timed out).
+ * Returns how many ints arrived or -errno; *ret_status (if not NULL) is the wait status. */
+int probe_in_child(void (*fn)(void *ud, int fd), void *ud, int *out, size_t n, int *ret_status);
+void probe_send(int fd, int v);
+
+/* Take a sandbox slot (its uid and cgroup name, as a run does), then probe the cgroup
+ * backend, each controller, clone3 / CLONE_INTO_CGROUP and pidfds, with a child born into
+ * (or moved into) the slot's cgroup. The cgroup is removed again; the slot stays held for the
+ * user namespace probe (ret_slot->uid) until probe_slot_release. */
+void probe_cgroup(struct probe_report *rep, struct slot *ret_slot);
+void probe_slot_release(struct slot *slot);

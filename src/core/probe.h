@@ -1,0 +1,55 @@
+/* Host probes for `cordon doctor`: each one tries the mechanism a run uses, the way the run uses
+ * it, and says what it found. Not reading configuration: a user namespace is created, a
+ * cgroup is made below cordon's parent and a process born into it, a seccomp filter is loaded
+ * in a forked child, tmpfs and overlayfs are mounted in a child's private mount namespace.
+ *
+ * Everything a probe starts is a child of the caller that is killed and reaped before the
+ * probe returns (bounded by PROBE_TIMEOUT_MS); the one cgroup it creates is its own slot's,
+ * below cordon's parent, and is removed again. The caller must be single-threaded (probes
+ * fork). Nothing here prints: results are filled into struct probe_check for the CLI. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+
+#define PROBE_TIMEOUT_MS 10000
+
+enum probe_status { PROBE_OK, PROBE_WARN, PROBE_FAIL };
+
+/* How a failed check affects `cordon run`. */
+enum probe_impact {
+	PROBE_NONE,          /* ok or warn: a fallback or a lesser feature */
+	PROBE_LAYER_MISSING, /* `cordon run` works, without one isolation layer */
+	PROBE_RUN_BROKEN,    /* `cordon run` refuses, or some of its options do */
+};
+
+struct probe_check {
+	const char *name; /* stable id: "kernel", "userns", "cgroup", "landlock", ... */
+	enum probe_status status;
+	enum probe_impact impact;
+	char detail[384];  /* what was found, lower case, no final period */
+	char fix[256];     /* what to do about a warn or fail; empty when nothing */
+};
+
+#define PROBE_MAX_CHECKS 32
+
+struct probe_report {
+	struct probe_check checks[PROBE_MAX_CHECKS];
+	size_t n;
+};
+
+/* Run every probe of the host and fill ret (checks in a fixed order; see probe.c for the list
+ * and what each one does). Never fails as a whole: a probe that cannot run is a check with
+ * status PROBE_FAIL saying why. */
+void probe_host(struct probe_report *ret);
+
+/* Append one check (the CLI adds its own, e.g. the state directory). Returns it, or NULL
+ * when the report is full. */
+struct probe_check *probe_add(struct probe_report *rep, const char *name, enum probe_status status,
+			      enum probe_impact impact, const char *fix, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+const char *probe_status_name(enum probe_status s);
+const char *probe_impact_name(enum probe_impact i);
