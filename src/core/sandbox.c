@@ -1118,7 +1118,9 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 	if (r.need_attach && (rr = r.cg.ops->attach(&r.cg, r.pid, err)) < 0)
 		goto out;
 	cmd = CHILD_CMD_GO;
-	if (send(r.go_w, &cmd, 1, MSG_NOSIGNAL) != 1) {
+	/* EPIPE: init already failed while building its root (say, move_mount missing) and
+	 * exited; supervise() reads why from the report pipe. */
+	if (send(r.go_w, &cmd, 1, MSG_NOSIGNAL) != 1 && errno != EPIPE && errno != ECONNRESET) {
 		rr = err_set(err, errno, "starting the sandbox's init");
 		goto out;
 	}
