@@ -200,3 +200,27 @@ def test_leaves_no_probe_directory(cordon):
     assert p.wait(timeout=120) in (0, 1)
     # The probe directory is /tmp/cordon-doctor.<pid>.XXXXXX (other doctors may run meanwhile).
     assert glob.glob(f"/tmp/cordon-doctor.{p.pid}.*") == [], "a probe directory was left"
+
+
+def test_rootless_doctor_agrees_with_rootless_runs(cordon):
+    from test_rootless import Rootless
+    rl = Rootless(cordon, cordon.mkdir("rootless", 0o755))
+    p = rl.cmd("doctor", "--json", "--state-dir", rl.state)
+    assert p.returncode in (0, 1), p
+    j = json.loads(p.stdout)
+    by = {c["name"]: c for c in j["checks"]}
+    assert list(by) == CHECKS
+    assert by["slots"]["status"] == "ok" and "state dir" in by["slots"]["detail"], by["slots"]
+    # The cgroup line says what a run with limits does: refused (125) or run.
+    r = rl.cmd("run", "--state-dir", rl.state, "--", "true")
+    if r.returncode == 0:
+        assert by["cgroup"]["status"] == "ok", (by["cgroup"], r)
+    else:
+        assert r.returncode == 125, r
+        assert by["cgroup"]["status"] == "fail" and by["cgroup"]["impact"] == "layer_missing", \
+            (by["cgroup"], r)
+    # Rootless binds are detached mounts made inside the user namespace: they work here, so
+    # the mount API line must not say they are refused.
+    expect(rl.helper("echo", "hi"), None)
+    assert by["mount_api"]["status"] == "ok", by["mount_api"]
+    assert not rl.state_leftovers(), rl.state_leftovers()

@@ -33,32 +33,41 @@ static const char doctor_usage[] =
 	"Exit status: 0 when cordon run can work with all layers, 1 when a check failed,\n"
 	"125 when the doctor itself failed.\n";
 
-/* The state directory: missing is fine (cordon run creates it 0700), but one that another
- * user owns or can write is refused by every command. */
-static void doctor_state_dir(struct probe_report *rep, const char *dir)
+/* The state directory: as root a missing one is fine (cordon run creates it 0700); rootless
+ * it holds the slot locks, so it is created here as cordon run would. One that another user
+ * owns or can write is refused by every command. */
+static int doctor_state_dir(struct probe_check *c, const char *dir, char **ret_path)
 {
 	struct cdn_err err = {0};
-	_cleanup_free_ char *path = NULL;
-	int r = state_dir_resolve(dir, false, &path, &err);
-	if (r == -ENOENT) {
-		probe_add(rep, "state_dir", PROBE_OK, PROBE_NONE, NULL,
-			  "%s; cordon run creates it (mode 0700)", err.msg);
-		return;
+	bool rootless = geteuid() != 0;
+	int r = state_dir_resolve(dir, rootless, ret_path, &err);
+	c->name = "state_dir";
+	if (r == -ENOENT && !rootless) {
+		c->status = PROBE_OK;
+		snprintf(c->detail, sizeof(c->detail), "%s; cordon run creates it (mode 0700)",
+			 err.msg);
+		return 0;
 	}
 	if (r < 0) {
-		probe_add(rep, "state_dir", PROBE_FAIL, PROBE_RUN_BROKEN,
-			  "chown it to the user running cordon and chmod 700 it", "%s", err.msg);
-		return;
+		c->status = PROBE_FAIL;
+		c->impact = PROBE_RUN_BROKEN;
+		snprintf(c->detail, sizeof(c->detail), "%s", err.msg);
+		snprintf(c->fix, sizeof(c->fix),
+			 "chown it to the user running cordon and chmod 700 it, or pass --state-dir");
+		return r;
 	}
 	struct stat st;
-	if (stat(path, &st) < 0) {
-		probe_add(rep, "state_dir", PROBE_FAIL, PROBE_RUN_BROKEN, NULL, "\"%s\": %s", path,
-			  strerror(errno));
-		return;
+	if (stat(*ret_path, &st) < 0) {
+		c->status = PROBE_FAIL;
+		c->impact = PROBE_RUN_BROKEN;
+		snprintf(c->detail, sizeof(c->detail), "\"%s\": %s", *ret_path, strerror(errno));
+		return -errno;
 	}
-	probe_add(rep, "state_dir", PROBE_OK, PROBE_NONE, NULL,
-		  "\"%s\" is owned by uid %u, mode %04o, writable by its owner only", path,
-		  (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	c->status = PROBE_OK;
+	snprintf(c->detail, sizeof(c->detail),
+		 "\"%s\" is owned by uid %u, mode %04o, writable by its owner only", *ret_path,
+		 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	return 0;
 }
 
 /* Text from probes may quote host names and paths: no control characters on the terminal. */
@@ -193,8 +202,18 @@ int doctor_main(int argc, char **argv)
 		cli_error("out of memory");
 		return EXIT_CORDON;
 	}
-	probe_host(rep);
-	doctor_state_dir(rep, state_dir);
+	/* The state dir first (the rootless probes need it), reported last. */
+	struct probe_check sd = {0};
+	_cleanup_free_ char *path = NULL;
+	doctor_state_dir(&sd, state_dir, &path);
+	probe_host(rep, path);
+	struct probe_check *c = probe_add(rep, sd.name, sd.status, sd.impact, sd.fix, "%s",
+					  sd.detail);
+	if (!c) {
+		cli_error("too many checks");
+		free(rep);
+		return EXIT_CORDON;
+	}
 	int status = doctor_tally(rep).fail ? EXIT_DOCTOR_FAILED : 0;
 	if (json) {
 		if (doctor_print_json(rep) < 0) {

@@ -265,14 +265,14 @@ static void report_controllers(struct probe_report *rep, struct cg *cg,
 }
 
 /* No cgroup to probe: the child and pidfd probes still run, the controllers are not tried. */
-static void probe_without_cgroup(struct probe_report *rep)
+static void probe_without_cgroup(struct probe_report *rep, enum probe_impact impact)
 {
 	struct born b;
 	spawn_probe(NULL, &b);
 	report_clone(rep, &b, NULL);
 	static const char *const names[] = {"cgroup_memory", "cgroup_pids", "cgroup_cpu"};
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		probe_add(rep, names[i], PROBE_FAIL, PROBE_RUN_BROKEN, NULL,
+		probe_add(rep, names[i], PROBE_FAIL, impact, NULL,
 			  "not tried: no cgroup (see the cgroup line)");
 	end_probe(rep, &b);
 }
@@ -282,34 +282,59 @@ void probe_slot_release(struct slot *slot)
 	slot_release(slot);
 }
 
-void probe_cgroup(struct probe_report *rep, struct slot *slot)
+/* Rootless: the delegated v2 subtree sandbox.c would use, or a refusal. */
+static int rootless_cgroup(struct probe_report *rep, const struct cg_ops **ret)
+{
+	struct cdn_err err = {0};
+	if (cg_deleg_detect(&err) < 0 || cg_deleg_enter(&err) < 0) {
+		probe_add(rep, "cgroup", PROBE_FAIL, PROBE_LAYER_MISSING,
+			  "run cordon as root, or in a delegated cgroup v2 subtree (systemd-run "
+			  "--user --scope -p Delegate=yes); --no-cgroup runs without those limits",
+			  "rootless: %s", err.msg);
+		return -1;
+	}
+	*ret = &cg_v2_ops;
+	return 0;
+}
+
+void probe_cgroup(struct probe_report *rep, const char *state_dir, struct slot *slot)
 {
 	memset(slot, 0, sizeof(*slot));
 	slot->lock_fd = -1;
 	struct cdn_err err = {0};
-	int r = slot_acquire(TRUST_LOW, slot, &err);
+	bool rootless = geteuid() != 0;
+	int r = rootless && !state_dir ? err_set(&err, 0, "no usable state dir (see state_dir)")
+				       : slot_init(rootless, state_dir, &err);
+	if (r >= 0)
+		r = slot_acquire(TRUST_LOW, slot, &err);
 	struct born b;
 	if (r < 0) {
 		slot->lock_fd = -1;
 		slot->uid = geteuid();
-		probe_add(rep, "slots", PROBE_FAIL, PROBE_RUN_BROKEN, "run cordon as root", "%s",
+		probe_add(rep, "slots", PROBE_FAIL, PROBE_RUN_BROKEN,
+			  rootless ? "give cordon a private state dir (--state-dir)" : NULL, "%s",
 			  err.msg);
 		probe_add(rep, "cgroup", PROBE_FAIL, PROBE_RUN_BROKEN, NULL,
 			  "not tried: no sandbox slot");
-		probe_without_cgroup(rep);
+		probe_without_cgroup(rep, PROBE_RUN_BROKEN);
 		return;
 	}
 	probe_add(rep, "slots", PROBE_OK, PROBE_NONE, NULL,
-		  "a sandbox slot lock in /run/cordon/slots was taken (%s)", slot->name);
+		  "a sandbox slot lock was taken (%s, in %s)", slot->name,
+		  rootless ? "the state dir" : "/run/cordon/slots");
 
 	const struct cg_ops *ops;
-	r = cg_detect(&ops, &err);
-	if (r < 0) {
+	if (rootless) {
+		if (rootless_cgroup(rep, &ops) < 0) {
+			probe_without_cgroup(rep, PROBE_LAYER_MISSING);
+			return;
+		}
+	} else if ((r = cg_detect(&ops, &err)) < 0) {
 		probe_add(rep, "cgroup", PROBE_FAIL, PROBE_RUN_BROKEN,
 			  "mount cgroup v2 with memory, pids and cpu enabled for cordon's parent, or "
 			  "the v1 memory, pids and cpuacct hierarchies",
 			  "%s", err.msg);
-		probe_without_cgroup(rep);
+		probe_without_cgroup(rep, PROBE_RUN_BROKEN);
 		return;
 	}
 	struct sbx_limits l;
@@ -324,7 +349,9 @@ void probe_cgroup(struct probe_report *rep, struct slot *slot)
 			  "run as root, or delegate a cgroup subtree to this user", "%s %s",
 			  ops->name, err.msg);
 		ops->destroy(&cg);
-		probe_without_cgroup(rep);
+		if (rootless)
+			cg_deleg_leave();
+		probe_without_cgroup(rep, PROBE_RUN_BROKEN);
 		return;
 	}
 	struct cdn_err e2 = {0};
@@ -341,4 +368,6 @@ void probe_cgroup(struct probe_report *rep, struct slot *slot)
 	report_controllers(rep, &cg, &l, b.pid > 0 && !b.attach_err);
 	end_probe(rep, &b);
 	ops->destroy(&cg);
+	if (rootless)
+		cg_deleg_leave(); /* the caller's cgroup as it was found */
 }

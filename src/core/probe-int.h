@@ -21,6 +21,7 @@ void probe_send(int fd, int v);
 /* Take a sandbox slot (its uid and cgroup name, as a run does), then probe the cgroup
  * backend, each controller, clone3 / CLONE_INTO_CGROUP and pidfds, with a child born into
  * (or moved into) the slot's cgroup. The cgroup is removed again; the slot stays held for the
- * user namespace probe (ret_slot->uid) until probe_slot_release. */
-void probe_cgroup(struct probe_report *rep, struct slot *ret_slot);
+ * user namespace probe (ret_slot->uid) until probe_slot_release. Rootless (not root): slots
+ * in <state_dir>/slots and only a delegated cgroup v2 subtree, as sandbox.c does. */
+void probe_cgroup(struct probe_report *rep, const char *state_dir, struct slot *ret_slot);
 void probe_slot_release(struct slot *slot);

@@ -190,11 +190,13 @@ static void probe_container(struct probe_report *rep)
 /* ---- user namespaces and mounts ---- */
 
 /* Results the namespace child sends, in this order (0 or a positive errno each). */
-enum { U_IDS, U_PRIVATE, U_TMPFS, U_PROC, U_MOVE_MOUNT, U_TREE_RDONLY, U_OVERLAY, U__COUNT };
+enum { U_IDS, U_PRIVATE, U_TMPFS, U_PROC, U_MOVE_MOUNT, U_TREE_RDONLY, U_OVERLAY, U_TREE,
+       U_SETATTR, U__COUNT };
 
 struct ns_child {
-	int go_fd;   /* read end: the parent has written the id maps */
-	int tree_fd; /* detached mount made by the parent, or -1 */
+	int go_fd;            /* read end: the parent has written the id maps */
+	int tree_fd;          /* detached mount made by the parent, or -1 */
+	const char *tree_dir; /* rootless: the child makes the detached mount of this itself */
 };
 
 static int err_of(int r)
@@ -215,6 +217,17 @@ static void ns_child_main(const struct ns_child *c, int out)
 	if (!r[U_IDS])
 		r[U_IDS] = err_of(setresuid(0, 0, 0));
 	r[U_PRIVATE] = err_of(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+	int tree_fd = c->tree_fd;
+	if (c->tree_dir) {
+		/* Rootless: child.c's rootless_open_sources, before the tmpfs covers /tmp. */
+		tree_fd = open_tree(AT_FDCWD, c->tree_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		r[U_TREE] = err_of(tree_fd);
+		struct mount_attr attr = {
+			.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY};
+		if (tree_fd >= 0)
+			r[U_SETATTR] = err_of(mount_setattr(tree_fd, "", AT_EMPTY_PATH, &attr,
+							    sizeof(attr)));
+	}
 	r[U_TMPFS] = err_of(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
 				  "mode=0755,size=4m,nr_inodes=4096"));
 	if (r[U_TMPFS]) {
@@ -226,9 +239,9 @@ static void ns_child_main(const struct ns_child *c, int out)
 		mkdir(dirs[i], 0755);
 	r[U_PROC] = err_of(mount("proc", "/tmp/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 				 NULL));
-	if (c->tree_fd >= 0) {
+	if (tree_fd >= 0) {
 		r[U_MOVE_MOUNT] = err_of(
-			move_mount(c->tree_fd, "", AT_FDCWD, "/tmp/tree", MOVE_MOUNT_F_EMPTY_PATH));
+			move_mount(tree_fd, "", AT_FDCWD, "/tmp/tree", MOVE_MOUNT_F_EMPTY_PATH));
 		struct statvfs sv;
 		if (!r[U_MOVE_MOUNT] && statvfs("/tmp/tree", &sv) == 0)
 			r[U_TREE_RDONLY] = (sv.f_flag & ST_RDONLY) ? 0 : EROFS;
@@ -340,10 +353,15 @@ static void probe_userns(struct probe_report *rep, uid_t map_uid, const char *tr
 {
 	char sysctls[256];
 	userns_sysctls(sysctls, sizeof(sysctls));
-	/* The detached mount, as sandbox.c's clone_tree makes one for a bind. */
+	bool rootless = geteuid() != 0;
+	/* The detached mount, as sandbox.c's clone_tree makes one for a bind (as root; rootless
+	 * the namespace child makes it). */
 	int tree_err = 0, setattr_err = 0;
-	_cleanup_close_ int tree = open_tree(AT_FDCWD, tree_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-	if (tree < 0) {
+	_cleanup_close_ int tree =
+		rootless ? -1 : open_tree(AT_FDCWD, tree_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (rootless) {
+		/* filled from the child's report below */
+	} else if (tree < 0) {
 		tree_err = errno;
 	} else {
 		struct mount_attr attr = {
@@ -366,7 +384,8 @@ static void probe_userns(struct probe_report *rep, uid_t map_uid, const char *tr
 	if (pid == 0) {
 		close(go[1]);
 		close(res[0]);
-		struct ns_child c = {.go_fd = go[0], .tree_fd = tree};
+		struct ns_child c = {.go_fd = go[0], .tree_fd = tree,
+				     .tree_dir = rootless ? tree_dir : NULL};
 		ns_child_main(&c, res[1]);
 	}
 	int clone_err = pid < 0 ? errno : 0;
@@ -415,6 +434,10 @@ static void probe_userns(struct probe_report *rep, uid_t map_uid, const char *tr
 	probe_add(rep, "userns", PROBE_OK, PROBE_NONE, NULL,
 		  "user, pid, mount, net, ipc and uts namespaces with uid 0 mapped to %u (%s)",
 		  (unsigned)map_uid, sysctls[0] ? sysctls : "no userns sysctls found");
+	if (rootless) {
+		tree_err = r[U_TREE];
+		setattr_err = r[U_SETATTR];
+	}
 	report_mounts(rep, r, tree_err, setattr_err);
 	return;
 fail_errno:
@@ -709,7 +732,7 @@ static void probe_openat2(struct probe_report *rep)
 
 /* ---- all ---- */
 
-void probe_host(struct probe_report *rep)
+void probe_host(struct probe_report *rep, const char *state_dir)
 {
 	memset(rep, 0, sizeof(*rep));
 	probe_kernel(rep);
@@ -719,7 +742,7 @@ void probe_host(struct probe_report *rep)
 	snprintf(tmp, sizeof(tmp), "/tmp/cordon-doctor.%d.XXXXXX", (int)getpid());
 	bool have_tmp = mkdtemp(tmp) != NULL;
 	struct slot slot;
-	probe_cgroup(rep, &slot);
+	probe_cgroup(rep, state_dir, &slot);
 	if (have_tmp)
 		probe_userns(rep, slot.uid, tmp);
 	else

@@ -29,7 +29,7 @@ struct probe_check {
 	const char *name; /* stable id: "kernel", "userns", "cgroup", "landlock", ... */
 	enum probe_status status;
 	enum probe_impact impact;
-	char detail[384];  /* what was found, lower case, no final period */
+	char detail[640];  /* what was found, lower case, no final period */
 	char fix[256];     /* what to do about a warn or fail; empty when nothing */
 };
 
@@ -42,8 +42,11 @@ struct probe_report {
 
 /* Run every probe of the host and fill ret (checks in a fixed order; see probe.c for the list
  * and what each one does). Never fails as a whole: a probe that cannot run is a check with
- * status PROBE_FAIL saying why. */
-void probe_host(struct probe_report *ret);
+ * status PROBE_FAIL saying why. As root the probes do what a root run does; otherwise what a
+ * rootless run does (slots in <state_dir>/slots, a delegated cgroup v2 subtree, detached
+ * mounts made inside the user namespace). state_dir: the resolved state directory, or NULL
+ * when there is none (rootless probes that need it then fail saying so). */
+void probe_host(struct probe_report *ret, const char *state_dir);
 
 /* Append one check (the CLI adds its own, e.g. the state directory). Returns it, or NULL
  * when the report is full. */
