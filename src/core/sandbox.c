@@ -314,6 +314,8 @@ static void on_wall_timer(struct run *r)
 	kill_sandbox(r, r->exec_seen ? SBX_TIMEOUT : SBX_INTERNAL);
 }
 
+static void step_started(struct run *r, int step, bool ran);
+
 static void on_output(struct run *r, struct stream *s)
 {
 	char buf[65536];
@@ -333,6 +335,11 @@ static void on_output(struct run *r, struct stream *s)
 			s->fd = -1;
 			return;
 		}
+		/* Only the program writes to its step's pipes, so it has exec'd even if init's
+		 * MSG_EXEC is not read yet: a flood can reach the output cap (and get init
+		 * killed) before init runs again to send it. */
+		if (s->step == r->cur && !r->exec_seen)
+			step_started(r, s->step, true);
 		struct sbx_step_result *sr = &r->res->steps[s->step];
 		sr->metrics.output_bytes += (uint64_t)n;
 		uint64_t cap = r->spec->steps[s->step].limits.output_bytes;
@@ -434,6 +441,24 @@ static void begin_step_accounting(struct run *r, bool read_counters)
 	r->kept = 0;
 }
 
+/* The program of `step` has exec'd (ran) or failed to (!ran): its clocks start. */
+static void step_started(struct run *r, int step, bool ran)
+{
+	r->t_exec = now_ns();
+	if (step == 0 && !r->res->setup.total_ns) {
+		r->res->setup.child_ns = r->t_exec - r->t_clone;
+		r->res->setup.total_ns = r->t_exec - r->t_start;
+	}
+	r->exec_seen = true;
+	r->res->steps[step].ran = ran;
+	/* CPU time counts from execve: init's setup work is cordon's, not the program's. */
+	if (r->have_cg)
+		r->cg.ops->cpu_ns(&r->cg, &r->cpu_base);
+	arm_timer(r->tfd_wall, cur_limits(r)->wall_ms * 1000000ULL);
+	if (r->have_cg)
+		schedule_cpu_check(r, 0);
+}
+
 static void on_report(struct run *r)
 {
 	struct child_msg m;
@@ -456,19 +481,8 @@ static void on_report(struct run *r)
 		r->exec_err = m.err;
 		__attribute__((fallthrough)); /* the step's clock starts either way */
 	case MSG_EXEC:
-		r->t_exec = now_ns();
-		if (m.step == 0 && !r->res->setup.total_ns) {
-			r->res->setup.child_ns = r->t_exec - r->t_clone;
-			r->res->setup.total_ns = r->t_exec - r->t_start;
-		}
-		r->exec_seen = true;
-		r->res->steps[m.step].ran = m.type == MSG_EXEC;
-		/* CPU time counts from execve: init's setup work is cordon's, not the program's. */
-		if (r->have_cg)
-			r->cg.ops->cpu_ns(&r->cg, &r->cpu_base);
-		arm_timer(r->tfd_wall, cur_limits(r)->wall_ms * 1000000ULL);
-		if (r->have_cg)
-			schedule_cpu_check(r, 0);
+		if (!r->exec_seen) /* else output already told us (on_output) */
+			step_started(r, m.step, m.type == MSG_EXEC);
 		break;
 	case MSG_EXIT:
 		r->exit_msg = m;
