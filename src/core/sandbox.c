@@ -47,6 +47,7 @@
 #include "cgroup.h"
 #include "child.h"
 #include "filter.h"
+#include "handover.h"
 #include "landlock.h"
 #include "redact.h"
 #include "slot.h"
@@ -203,6 +204,7 @@ struct run {
 	bool exec_failed;
 	int32_t exec_err;
 	int notif_fd[SBX_MAX_STEPS]; /* seccomp listeners: exit_group of each program process */
+	size_t n_given;          /* binds (the first n with .give) handed to the sandbox's uid */
 	size_t n_notif;
 	bool nofile_full;        /* a process exited with its fd table full (RLIMIT_NOFILE) */
 };
@@ -651,6 +653,9 @@ static int validate(const struct sbx_spec *spec, struct cdn_err *err)
 			return err_set(err, EINVAL, "bind destination \"%s\" must be an absolute path "
 						    "other than / without \"..\"",
 				       d ? d : "");
+		if (spec->binds[i].give && !spec->binds[i].writable)
+			return err_set(err, EINVAL, "bind \"%s\" is given to the sandbox but "
+						    "read-only", d);
 	}
 	for (size_t i = 0; i < spec->n_files; i++) {
 		const char *p = spec->files[i].path;
@@ -997,6 +1002,11 @@ static void teardown(struct run *r, struct child_ctx *ctx)
 	close_sources(ctx);
 	if (r->have_cg && r->cg.ops)
 		r->cg.ops->destroy(&r->cg);
+	for (size_t i = 0; i < r->n_given; i++) {
+		struct cdn_err e2;
+		if (r->spec->binds[i].give)
+			handover_tree(r->spec->binds[i].src, geteuid(), getegid(), &e2);
+	}
 	slot_release(&r->slot);
 }
 
@@ -1030,6 +1040,16 @@ static int prepare(struct run *r, struct child_ctx *ctx, struct cdn_err *err)
 	if (rr < 0)
 		return rr;
 	r->res->host_uid = r->slot.uid;
+	/* Workspaces: the sandbox's uid must own them to write in them (gid: init maps the same
+	 * number). Done before the clone; given back in teardown once the sandbox is gone. */
+	for (size_t i = 0; i < spec->n_binds && !host.rootless; i++) {
+		if (!spec->binds[i].give)
+			continue;
+		rr = handover_tree(spec->binds[i].src, r->slot.uid, (gid_t)r->slot.uid, err);
+		r->n_given = i + 1;
+		if (rr < 0)
+			return rr;
+	}
 	if (r->have_cg) {
 		cg_init(&r->cg, host.cg);
 		rr = host.cg->create(&r->cg, r->slot.name, err);

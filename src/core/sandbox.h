@@ -58,6 +58,10 @@ struct sbx_bind {
 	const char *src;
 	const char *dest;
 	bool writable;
+	/* A host tree the sandbox works in (a workspace): chowned to the sandbox's host uid for
+	 * the run, so its files are writable inside, and back to the caller's uid afterwards
+	 * (handover.h). Needs writable; ignored rootless (the sandbox is the caller's uid). */
+	bool give;
 };
 
 /* A file the sandbox's init writes into the scratch space before the first step (the program

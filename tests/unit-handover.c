@@ -1,0 +1,207 @@
+/* Unit tests of handover_tree() (src/core/handover.c): the recursive chown of a workspace to
+ * a sandbox's uid and back. A hostile tree (symlinks to host files, a setuid file, a FIFO) must
+ * not make it touch anything outside. Each test is its own process; asserts print both values. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/handover.h"
+
+#define ASSERT_EQ_I(a, b)                                                                          \
+	do {                                                                                       \
+		long long _a = (a), _b = (b);                                                      \
+		if (_a != _b) {                                                                    \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,       \
+				__LINE__, #a, _a, #b, _b);                                         \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+#define UID 1999999001u
+
+static char root[64];
+
+static void mk(const char *rel, int kind)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	int r = 0;
+	if (kind == 'd')
+		r = mkdir(p, 0755);
+	else if (kind == 'f') {
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		r = fd < 0 ? -1 : close(fd);
+	} else if (kind == 's') {
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0755);
+		r = fd < 0 ? -1 : close(fd);
+		if (r == 0)
+			r = chmod(p, 04755);
+	} else if (kind == 'p')
+		r = mkfifo(p, 0644);
+	if (r < 0) {
+		perror(p);
+		exit(2);
+	}
+}
+
+static void link_to(const char *rel, const char *target)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	if (symlink(target, p) < 0)
+		exit(2);
+}
+
+static struct stat lst(const char *rel)
+{
+	char p[256];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	if (lstat(p, &st) < 0) {
+		perror(p);
+		exit(1);
+	}
+	return st;
+}
+
+static void make_tree(void)
+{
+	snprintf(root, sizeof(root), "/tmp/cordon-unit-handover.XXXXXX");
+	if (!mkdtemp(root))
+		exit(2);
+	mk("a", 'd');
+	mk("a/b", 'd');
+	mk("a/b/file", 'f');
+	mk("top", 'f');
+	mk("suid", 's');
+	mk("fifo", 'p');
+	link_to("passwd", "/etc/passwd");
+	link_to("a/etc", "/etc");
+	link_to("a/up", "..");
+}
+
+static void remove_tree(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	if (system(cmd) != 0)
+		exit(2);
+}
+
+static void test_gives_every_entry(void)
+{
+	make_tree();
+	struct stat host_passwd, host_etc;
+	ASSERT_EQ_I(stat("/etc/passwd", &host_passwd), 0);
+	ASSERT_EQ_I(stat("/etc", &host_etc), 0);
+	struct cdn_err err = {0};
+	ASSERT_EQ_I(handover_tree(root, UID, UID, &err), 0);
+	const char *all[] = {".", "a", "a/b", "a/b/file", "top", "suid", "fifo", "passwd",
+			     "a/etc", "a/up"};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		struct stat st = lst(all[i]);
+		ASSERT_EQ_I(st.st_uid, UID);
+		ASSERT_EQ_I(st.st_gid, UID);
+	}
+	/* Symlinks were changed themselves, never their targets. */
+	struct stat p2, e2;
+	ASSERT_EQ_I(stat("/etc/passwd", &p2), 0);
+	ASSERT_EQ_I(stat("/etc", &e2), 0);
+	ASSERT_EQ_I(p2.st_uid, host_passwd.st_uid);
+	ASSERT_EQ_I(e2.st_uid, host_etc.st_uid);
+	ASSERT_EQ_I(p2.st_ctime, host_passwd.st_ctime);
+	/* chown cleared the setuid bit: the sandbox gets no setuid file of ours. */
+	ASSERT_EQ_I(lst("suid").st_mode & 07000, 0);
+	ASSERT_EQ_I(handover_tree(root, 0, 0, &err), 0);
+	ASSERT_EQ_I(lst("a/b/file").st_uid, 0);
+	ASSERT_EQ_I(lst("a/up").st_uid, 0);
+	remove_tree();
+}
+
+static void test_single_file(void)
+{
+	make_tree();
+	char p[256];
+	snprintf(p, sizeof(p), "%s/top", root);
+	struct cdn_err err = {0};
+	ASSERT_EQ_I(handover_tree(p, UID, UID, &err), 0);
+	ASSERT_EQ_I(lst("top").st_uid, UID);
+	ASSERT_EQ_I(lst("a").st_uid, 0);
+	remove_tree();
+}
+
+static void test_symlink_root_refused(void)
+{
+	make_tree();
+	char p[256];
+	snprintf(p, sizeof(p), "%s/a/etc", root);
+	struct cdn_err err = {0};
+	/* The tree itself given as a symlink: refused (O_NOFOLLOW), /etc untouched. */
+	ASSERT_EQ_I(handover_tree(p, UID, UID, &err) < 0, 1);
+	struct stat st;
+	ASSERT_EQ_I(stat("/etc", &st), 0);
+	ASSERT_EQ_I(st.st_uid == UID, 0);
+	remove_tree();
+}
+
+static void test_depth_bound(void)
+{
+	make_tree();
+	char rel[4096] = "a";
+	for (int i = 0; i < HANDOVER_MAX_DEPTH + 2; i++) {
+		size_t n = strlen(rel);
+		if (n + 3 >= sizeof(rel))
+			break;
+		memcpy(rel + n, "/d", 3);
+		char p[4200];
+		snprintf(p, sizeof(p), "%s/%s", root, rel);
+		if (mkdir(p, 0755) < 0)
+			exit(2);
+	}
+	struct cdn_err err = {0};
+	ASSERT_EQ_I(handover_tree(root, UID, UID, &err), -ELOOP);
+	remove_tree();
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} tests[] = {
+	{"every entry changes owner, no symlink target does, setuid cleared", test_gives_every_entry},
+	{"a single file", test_single_file},
+	{"a symlink as the tree is refused", test_symlink_root_refused},
+	{"depth is bounded", test_depth_bound},
+};
+
+int main(void)
+{
+	int passed = 0, failed = 0;
+	size_t n = sizeof(tests) / sizeof(tests[0]);
+	printf("1..%zu\n", n);
+	if (geteuid() != 0) {
+		printf("# skipped: chown needs root\n0 passed, 0 failed\n");
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			alarm(30);
+			tests[i].fn();
+			_exit(0);
+		}
+		int st = 0;
+		waitpid(pid, &st, 0);
+		bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+		printf("%s %zu - %s\n", ok ? "ok" : "not ok", i + 1, tests[i].name);
+		ok ? passed++ : failed++;
+	}
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
