@@ -141,12 +141,32 @@ $(BUILD)/unit-fuzz-extract: tests/fuzz/fuzz-extract.c tests/fuzz/replay.h \
 		$(LIBS_IMAGE)
 UNIT_BIN += $(BUILD)/unit-fuzz-extract
 
+# The daemon's request validation (src/server/validate*.c and what they use; main.o and
+# ops.o, which needs main.o, aside).
+FUZZ_SERVE_OBJ := $(filter-out $(BUILD)/src/server/main.o $(BUILD)/src/server/ops.o,$(SERVE_OBJ))
+$(BUILD)/unit-fuzz-exec-request: tests/fuzz/fuzz-exec-request.c tests/fuzz/replay.h \
+		$(FUZZ_SERVE_OBJ) $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(SERVE_CFLAGS) $(CFLAGS) \
+		-DFUZZ_CORPUS='"tests/fuzz/corpus/exec-request"' $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
+		$(FUZZ_SERVE_OBJ) $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a $(LIBS_SERVE)
+UNIT_BIN += $(BUILD)/unit-fuzz-exec-request
+
 build-fuzz/fuzz-extract: tests/fuzz/fuzz-extract.c $(FUZZ_EXTRACT_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZ_WITH_LIBFUZZER -Isrc \
 		-fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS_IMAGE)
 
-fuzz: build-fuzz/fuzz-extract
+# libFuzzer needs every object built with clang's coverage instrumentation: the validator's
+# sources are compiled straight into the target; --gc-sections drops what it never calls.
+FUZZ_REQUEST_SRC := src/server/validate.c src/server/validate-exec.c src/server/tenants.c \
+	src/server/log.c src/core/util.c src/core/limits.c
+build-fuzz/fuzz-exec-request: tests/fuzz/fuzz-exec-request.c $(FUZZ_REQUEST_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZ_WITH_LIBFUZZER -Isrc $(SERVE_CFLAGS) \
+		-ffunction-sections -fdata-sections -Wl,--gc-sections \
+		-fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS_SERVE)
+
+fuzz: build-fuzz/fuzz-extract build-fuzz/fuzz-exec-request
 
 # Store benchmark (not part of `all`; numbers only): build/bench-store [DIR].
 $(BUILD)/bench-store: bench/store.c $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a \
