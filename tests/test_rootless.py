@@ -201,6 +201,13 @@ def test_no_cgroup_runs_and_says_so(rootless):
     assert r.metrics["memory_peak_bytes"] == 0, r
 
 
+def test_root_no_cgroup_says_so(cordon):
+    """--no-cgroup is an explicit opt-out for root too: no cgroup, and the result says so."""
+    r = cordon.helper("echo", "x", opts=["--no-cgroup"])
+    expect(r, None)
+    assert r.json["cgroup_limits"] is False and r.json["limits_not_enforced"] == NOT_ENFORCED, r
+
+
 def test_root_run_reports_cgroup_limits(cordon):
     r = cordon.helper("echo", "x")
     expect(r, None)
@@ -471,3 +478,40 @@ def test_undelegated_subtree_control_refused(rootless, delegated):
     assert p.stderr.decode().splitlines() == [refusal(
         f'"{delegated}/cgroup.subtree_control" (this process\'s cgroup) is not writable by it',
         FIX_V2)], p.stderr.decode()
+
+
+def test_delegated_supervisor_killed(rootless, delegated):
+    """A rootless supervisor killed by SIGKILL mid-run: its sandbox dies with it (init has
+    PDEATHSIG; the pid namespace goes with init), and what stays in the delegated cgroup is
+    empty cgroups only, nothing running."""
+    args = ["run", "--state-dir", rootless.state, "--json", "-t", "120s", "--ro",
+            f"{rootless.helper_path}:/helper", "--", "/helper", "sleep", "100"]
+    p = subprocess.Popen(rootless.argv(args, delegated), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=rootless.env)
+    sandbox_cg = delegated / "cordon" / "low-0"
+    try:
+        def sandbox_running():
+            try:
+                return (sandbox_cg / "cgroup.procs").read_text().split()
+            except OSError:
+                return []
+        assert wait_until(sandbox_running, 60), "the sandbox never started in its cgroup"
+        p.kill()
+        p.wait()
+        assert wait_until(lambda: not sandbox_running(), 30), \
+            f"the sandbox outlived its SIGKILLed supervisor: {sandbox_running()}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    left = sorted(str(pathlib.Path(d).relative_to(delegated))
+                  for d, _, _ in os.walk(delegated) if pathlib.Path(d) != delegated)
+    assert set(left) == {"cordon", "cordon/low-0", "cordon-supervisor"}, left
+    for d in left:
+        assert (delegated / d / "cgroup.procs").read_text() == "", (d, "still has processes")
+    # The administrator's cleanup (cordon cannot do it: the next process cannot even enter a
+    # cgroup whose controllers are enabled): remove the empty cgroups, disable controllers.
+    for d in sorted(left, key=lambda x: -x.count("/")):
+        os.rmdir(delegated / d)
+    for c in reversed(subtree_control(delegated)):
+        (delegated / "cgroup.subtree_control").write_text(f"-{c}")

@@ -16,6 +16,7 @@
 #include <linux/capability.h>
 #include <linux/securebits.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <stddef.h>
 #include <sys/uio.h>
 #include <sched.h>
@@ -961,8 +962,10 @@ void child_main(const struct child_ctx *ctx)
 	 * Set after the uid change, which clears it; then make sure the parent did not die
 	 * before: its end of the control socket would be closed. */
 	CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), CS_IDS, 4);
-	char probe;
-	if (recv(ctx->go_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+	/* Hang-up, not a read: the commands it sent just before dying ('G') may still be queued,
+	 * and a peek would then see data and carry on without a supervisor (no wall limit). */
+	struct pollfd hup = {.fd = ctx->go_fd, .events = POLLRDHUP};
+	if (poll(&hup, 1, 0) < 0 || (hup.revents & (POLLHUP | POLLRDHUP)))
 		_exit(125);
 	/* Not dumpable: the program (same uid, no capabilities) cannot ptrace or read init's
 	 * memory through /proc/1. */
