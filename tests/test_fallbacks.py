@@ -4,7 +4,9 @@ them fail with ENOSYS for cordon and everything it starts, and checks that the r
 every limit, or that cordon refuses in one line naming what is missing and the kernel needed.
 scripts/test also runs the whole suite under this wrapper (the kernel-fallback lane)."""
 
+import io
 import os
+import tarfile
 
 import pytest
 
@@ -90,3 +92,43 @@ def test_no_detached_mounts_refuses_binds_in_one_line(cordon, enosys, call):
     assert call in line and "linux >= 5.2" in line, line
     # Without a bind the same kernel runs fine.
     expect(cordon.run(cmd=["true"], wrap=enosys(call)), None)
+
+
+def make_image(cordon, name, python_link, real=None):
+    """Import an image whose /usr/bin/python3 is a symlink to python_link (and, if `real`,
+    with an executable file at that path inside the image)."""
+    tb = cordon.tmp / f"{name}.tar"
+    with tarfile.open(tb, "w") as tar:
+        for d in ("tmp", "proc", "dev", "etc", "usr", "usr/bin", "opt"):
+            ti = tarfile.TarInfo(d)
+            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(ti)
+        ti = tarfile.TarInfo("usr/bin/python3")
+        ti.type, ti.linkname = tarfile.SYMTYPE, python_link
+        tar.addfile(ti)
+        if real:
+            data = open(cordon.helper_path, "rb").read()
+            ti = tarfile.TarInfo(real.lstrip("/"))
+            ti.size, ti.mode = len(data), 0o755
+            tar.addfile(ti, io.BytesIO(data))
+    r = cordon.cmd("image", "import", name, tb)
+    assert r.rc == 0, r
+
+
+@pytest.mark.parametrize("hide", [None, "openat2"])
+def test_runtime_lookup_resolves_inside_the_image(cordon, enosys, hide):
+    # An absolute symlink in an image points into the image, never to the host: the host's
+    # /usr/bin/env exists, the image's does not, so python is missing there. Without openat2
+    # (RESOLVE_IN_ROOT) the lookup runs in a child chrooted into the image instead.
+    assert os.access("/usr/bin/env", os.X_OK)
+    w = enosys(hide) if hide else ()
+    make_image(cordon, "nopy", "/usr/bin/env")
+    r = cordon.cmd("run", "--state-dir", cordon.state_dir, "--image", "nopy", "--runtime",
+                   "python", "-c", "print(1)", wrap=w)
+    line = one_line_refusal(r)
+    assert "runtime python needs python3 in image" in line, line
+    # A symlink to a file that is in the image counts as present (the run goes ahead).
+    make_image(cordon, "somepy", "/opt/py", real="/opt/py")
+    r = cordon.cmd("run", "--state-dir", cordon.state_dir, "--json", "--image", "somepy",
+                   "--runtime", "python", "-c", "print(1)", wrap=w)
+    assert r.rc == 0, f"a runtime present in the image was refused\n{r}"

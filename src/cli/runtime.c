@@ -4,9 +4,11 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -57,21 +59,80 @@ static bool is_executable_file(int fd)
 	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111);
 }
 
+/* Without openat2 (linux < 5.6, or hidden by a seccomp profile): look in a child chrooted into
+ * the root, where absolute symlinks and ".." resolve inside it as they will in the sandbox. A
+ * user without root first takes a user namespace of its own for CAP_SYS_CHROOT. Returns the
+ * index of the first directory of RUNTIME_PATH that has an executable interp, -ENOENT, or
+ * -errno when the child could not look (then the sandbox will tell). */
+static int locate_chrooted(const char *root, const char *interp)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(p[0]);
+		close(p[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		int r = -ENOENT;
+		if (geteuid() != 0 && unshare(CLONE_NEWUSER) < 0)
+			r = -errno;
+		else if (chroot(root ? root : "/") < 0 || chdir("/") < 0)
+			r = -errno;
+		int idx = 0;
+		for (const char *dirs = RUNTIME_PATH; r == -ENOENT && *dirs; idx++) {
+			char path[512];
+			size_t n = strcspn(dirs, ":");
+			snprintf(path, sizeof(path), "%.*s/%s", (int)n, dirs, interp);
+			dirs += n + (dirs[n] == ':');
+			struct stat st;
+			if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+				r = idx;
+		}
+		ssize_t w = write(p[1], &r, sizeof(r));
+		_exit(w == sizeof(r) ? 0 : 1);
+	}
+	close(p[1]);
+	int r = -EIO;
+	ssize_t n;
+	do
+		n = read(p[0], &r, sizeof(r));
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return n == sizeof(r) ? r : -EIO;
+}
+
 int runtime_locate(const struct runtime *rt, const char *root, char *ret_path, size_t size)
 {
 	_cleanup_close_ int rootfd = open(root ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
 		return -errno;
 	const char *dirs = RUNTIME_PATH;
-	while (*dirs) {
+	for (int idx = 0; *dirs; idx++) {
 		size_t n = strcspn(dirs, ":");
 		int len = snprintf(ret_path, size, "%.*s/%s", (int)n, dirs, rt->interp);
 		dirs += n + (dirs[n] == ':');
 		if (len < 0 || (size_t)len >= size)
 			return -ENAMETOOLONG;
 		_cleanup_close_ int fd = open_in_root(rootfd, ret_path);
-		if (fd == -ENOSYS)
-			return 0; /* kernel < 5.6: cannot look safely; the sandbox will tell */
+		if (fd == -ENOSYS) {
+			int found = locate_chrooted(root, rt->interp);
+			if (found == -ENOENT)
+				return -ENOENT;
+			if (found < 0)
+				return 0; /* could not look safely: the sandbox will tell */
+			dirs = RUNTIME_PATH;
+			for (int i = 0; i < found; i++)
+				dirs += strcspn(dirs, ":") + 1;
+			snprintf(ret_path, size, "%.*s/%s", (int)strcspn(dirs, ":"), dirs, rt->interp);
+			return 0;
+		}
 		if (fd >= 0 && is_executable_file(fd))
 			return 0;
 	}

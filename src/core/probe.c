@@ -720,9 +720,9 @@ static void probe_openat2(struct probe_report *rep)
 	}
 	if (errno != ELOOP && errno != EXDEV) {
 		probe_add(rep, "openat2", PROBE_WARN, PROBE_NONE,
-			  "linux >= 5.6 resolves paths inside an image safely",
-			  "unavailable (%s): a missing runtime in an image is found by the sandbox, "
-			  "not before",
+			  "linux >= 5.6 resolves paths inside an image in one call",
+			  "unavailable (%s): runtimes in images are looked up in a chrooted child "
+			  "instead",
 			  strerror(errno));
 		return;
 	}
