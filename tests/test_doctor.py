@@ -106,7 +106,19 @@ def test_checks_agree_with_the_host_and_with_cordon_run(cordon):
     for name in ("slots", "cgroup", "cgroup_memory", "cgroup_pids", "cgroup_cpu", "userns",
                  "tmpfs", "proc", "mount_api", "seccomp", "pidfd"):
         assert by[name]["status"] != "fail", by[name]
-    assert by["cgroup"]["detail"].split(":")[0].split(" ")[0] in ("v1", "v2"), by["cgroup"]
+    version = by["cgroup"]["detail"].split(":")[0].split(" ")[0]
+    assert version in ("v1", "v2"), by["cgroup"]
+    # The backend named is the one runs use: its parent cgroup is where they live.
+    if version == "v1":
+        assert all(os.path.isdir(f"/sys/fs/cgroup/{c}/cordon") for c in ("memory", "pids")), \
+            by["cgroup"]
+    else:
+        assert any(os.path.isfile(os.path.join(p, "cgroup.subtree_control"))
+                   for p in glob.glob("/sys/fs/cgroup/cordon") +
+                   glob.glob("/sys/fs/cgroup/unified/cordon")), by["cgroup"]
+    # A docker container leaves /.dockerenv; the doctor must not call that a bare host.
+    if os.path.exists("/.dockerenv"):
+        assert by["container"]["status"] == "warn" and "docker" in by["container"]["detail"]
 
 
 # (hidden calls, --errno, {check: status it must turn to}). Every other check keeps the status
