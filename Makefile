@@ -129,6 +129,14 @@ $(BUILD)/unit-%: tests/unit-%.c $(BUILD)/libcordon-core.a $(wildcard src/core/*.
 	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
 		$(BUILD)/libcordon-core.a $(PKG_LIBS)
 
+# The runner (src/server/runner*.c: queue, workers, one `cordon __spawn` per execution) with a
+# fake spawner: the test program re-executes itself as `unit-runner __spawn`.
+RUNNER_SRC := src/server/runner.c src/server/runner-job.c src/server/runner-record.c
+$(BUILD)/unit-runner: tests/unit-runner.c $(RUNNER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libcordon-core.a \
+		$(wildcard src/server/runner*.h)
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ \
+		$(filter %.c %.o %.a,$^) $(PKG_LIBS) -lpthread
+
 # Fuzz targets (tests/fuzz/): in normal builds each one is a corpus replay program,
 # $(BUILD)/unit-fuzz-NAME, run with the unit tests; `make fuzz` builds them with clang's
 # libFuzzer into build-fuzz/ for coverage-guided runs (build-fuzz/fuzz-extract CORPUS_DIR).
