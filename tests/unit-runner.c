@@ -168,6 +168,21 @@ static const char *rec_str(json_t *rec, const char *a, const char *b)
 	return json_string_value(v);
 }
 
+/* Wait (bounded: 30 s) until the spawner said "running". */
+static bool wait_running(struct run_job *j)
+{
+	for (int i = 0; i < 300; i++) {
+		json_t *rec = run_job_record(j);
+		const char *st = rec_str(rec, "status", NULL);
+		bool running = st && strcmp(st, "running") == 0;
+		json_decref(rec);
+		if (running)
+			return true;
+		usleep(100000);
+	}
+	return false;
+}
+
 static struct runner *start(const char *self, unsigned workers, unsigned queue)
 {
 	struct runner_config cfg = {
@@ -233,15 +248,7 @@ static void test_queue_and_cancel(const char *self)
 	json_decref(rec);
 	CHECK(run_job_cancel(b, "again") == -EALREADY, "second cancel");
 	/* a runs: SIGTERM, its result says cancelled, with our reason. Wait until it runs. */
-	for (int i = 0; i < 300; i++) {
-		json_t *ra = run_job_record(a);
-		bool running = rec_str(ra, "status", NULL) &&
-			       strcmp(rec_str(ra, "status", NULL), "running") == 0;
-		json_decref(ra);
-		if (running)
-			break;
-		usleep(100000);
-	}
+	CHECK(wait_running(a), "a runs");
 	CHECK(run_job_cancel(a, "cancelled through the API") == 0, "cancel a");
 	CHECK(wait_done(a), "a ended");
 	rec = run_job_record(a);
@@ -259,7 +266,7 @@ static void test_stubborn_killed(const char *self)
 	struct runner *r = start(self, 1, 0);
 	struct run_job *j = NULL;
 	CHECK(submit(r, "ex_st", "stubborn", "t1", 0, &j) == 0, "submit");
-	usleep(300000);
+	CHECK(wait_running(j), "runs");
 	CHECK(run_job_cancel(j, "stop") == 0, "cancel");
 	CHECK(wait_done(j), "ended after SIGKILL");
 	json_t *rec = run_job_record(j);
@@ -316,6 +323,7 @@ static void test_tenant_cap_and_save_failure(const char *self)
 	fail_queued_save = false;
 	CHECK(runner_find(r, "ex_t4") == NULL, "not in flight");
 	/* Shutdown: a keeps sleeping through the grace period, then is cancelled, recorded. */
+	CHECK(wait_running(a), "a runs");
 	pthread_mutex_lock(&lock);
 	int finals = saves[RUN_SAVE_FINAL];
 	pthread_mutex_unlock(&lock);

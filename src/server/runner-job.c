@@ -152,6 +152,7 @@ struct run_job *job_new(struct runner *r, struct run_submit *s)
 			j->n_secrets++;
 	}
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->notified, NULL);
 	if (!ok) {
 		run_job_unref(j);
 		return NULL;
@@ -193,6 +194,7 @@ void run_job_unref(struct run_job *j)
 	if (j->pidfd >= 0)
 		close(j->pidfd);
 	pthread_mutex_destroy(&j->lock);
+	pthread_cond_destroy(&j->notified);
 	if (j->userdata_free)
 		j->userdata_free(j->userdata);
 	free(j->id);
@@ -235,10 +237,31 @@ int job_save(struct run_job *j, enum run_final what, struct cdn_err *err)
 
 /* ---- events and watchers ------------------------------------------------------------------ */
 
-static void job_notify_locked(struct run_job *j)
+/* Call every watcher, with no lock held (a watcher may call run_job_* functions). */
+void job_notify(struct run_job *j)
 {
+	struct run_watch stack[16], *calls = stack;
+	pthread_mutex_lock(&j->lock);
+	size_t n = 0;
 	for (struct run_watch *w = j->watches; w; w = w->next)
-		w->fn(w->ud);
+		n++;
+	if (n > ARRAY_SIZE(stack) && !(calls = malloc(n * sizeof(*calls)))) {
+		calls = stack; /* out of memory: the first ones at least */
+		n = ARRAY_SIZE(stack);
+	}
+	size_t i = 0;
+	for (struct run_watch *w = j->watches; w && i < n; w = w->next)
+		calls[i++] = *w;
+	j->notifying++;
+	pthread_mutex_unlock(&j->lock);
+	for (size_t k = 0; k < i; k++)
+		calls[k].fn(calls[k].ud);
+	pthread_mutex_lock(&j->lock);
+	if (--j->notifying == 0)
+		pthread_cond_broadcast(&j->notified);
+	pthread_mutex_unlock(&j->lock);
+	if (calls != stack)
+		free(calls);
 }
 
 /* Append an event (data is stolen). stdout/stderr/log events beyond the per-run cap are
@@ -275,7 +298,6 @@ void job_push_event_locked(struct run_job *j, const char *type, json_t *data)
 	}
 	j->events[j->n_events++] = (struct run_event){.type = t, .data = text};
 	j->event_bytes += len;
-	job_notify_locked(j);
 }
 
 int run_job_next_event(struct run_job *j, size_t *cursor, char **ret_type, char **ret_data)
@@ -308,10 +330,11 @@ int run_job_watch(struct run_job *j, void (*fn)(void *ud), void *ud, struct run_
 	pthread_mutex_lock(&j->lock);
 	w->next = j->watches;
 	j->watches = w;
-	if (j->state == JOB_DONE)
-		fn(ud);
+	bool done = j->state == JOB_DONE;
 	pthread_mutex_unlock(&j->lock);
 	*ret = w;
+	if (done)
+		fn(ud);
 	return 0;
 }
 
@@ -326,6 +349,9 @@ void run_job_unwatch(struct run_job *j, struct run_watch *w)
 			break;
 		}
 	}
+	/* A notification that copied w before it left the list may still be calling it. */
+	while (j->notifying)
+		pthread_cond_wait(&j->notified, &j->lock);
 	pthread_mutex_unlock(&j->lock);
 	free(w);
 }

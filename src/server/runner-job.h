@@ -38,6 +38,8 @@ struct run_job {
 	size_t n_events, cap_events, event_bytes;
 	bool events_dropped;
 	struct run_watch *watches;
+	unsigned notifying;      /* job_notify() calls in progress */
+	pthread_cond_t notified; /* signalled when notifying drops to 0 */
 	pid_t pid;             /* of __spawn while it runs, else 0 */
 	int pidfd;
 	bool cancel_requested, killed;
@@ -74,6 +76,7 @@ void job_kill(struct run_job *j, int sig);
 void job_check_kill(struct run_job *j);
 int job_signal_cancel(struct run_job *j, const char *reason);
 void job_push_event_locked(struct run_job *j, const char *type, json_t *data);
+void job_notify(struct run_job *j);
 void job_event(struct run_job *j, const char *line, size_t len);
 void job_finish_unstarted(struct run_job *j, const char *reason);
 void job_finish_internal(struct run_job *j, const char *msg);

@@ -68,6 +68,7 @@ static void job_finish(struct run_job *j, json_t *rec)
 				"metrics", json_object_get(rec, "metrics"));
 	job_push_event_locked(j, "end", end);
 	pthread_mutex_unlock(&j->lock);
+	job_notify(j);
 }
 
 static json_t *job_record_copy(struct run_job *j)
@@ -181,6 +182,7 @@ void job_event(struct run_job *j, const char *line, size_t len)
 				      json_pack("{s:s,s:O?}", "status", "running", "started_at",
 						json_is_string(started) ? started : NULL));
 		pthread_mutex_unlock(&j->lock);
+		job_notify(j);
 		json_decref(ev);
 		job_save(j, RUN_SAVE_RUNNING, NULL);
 		return;
@@ -194,6 +196,7 @@ void job_event(struct run_job *j, const char *line, size_t len)
 		pthread_mutex_lock(&j->lock);
 		job_push_event_locked(j, name, ev); /* steals ev */
 		pthread_mutex_unlock(&j->lock);
+		job_notify(j);
 		return;
 	}
 	json_decref(ev);

@@ -114,10 +114,11 @@ int run_job_cancel(struct run_job *j, const char *reason);
  * run_job_done() and nothing is left, the stream is over (its last event is "end"). */
 int run_job_next_event(struct run_job *j, size_t *cursor, char **ret_type, char **ret_data);
 
-/* Call fn(ud) after each new event and when the run ends. fn runs on a runner thread with the
- * job's lock held: it must be quick and must not call any run_job_/runner_ function (wake a
- * connection, signal a condition). After run_job_unwatch() returns, fn is never called
- * again. If the job has already ended, fn is called once from inside run_job_watch(). */
+/* Call fn(ud) after each new event and when the run ends, on a runner thread (or the one that
+ * cancelled a queued run), with no runner lock held: fn may call run_job_* functions, but it
+ * must be quick and must not call run_job_unwatch(). After run_job_unwatch() returns, fn is
+ * never called again (it waits for a call in progress). If the job has already ended, fn is
+ * called once from inside run_job_watch(). */
 int run_job_watch(struct run_job *j, void (*fn)(void *ud), void *ud, struct run_watch **ret);
 void run_job_unwatch(struct run_job *j, struct run_watch *w);
 
