@@ -150,7 +150,7 @@ static int extract_prepare(struct archive_entry *entry, int rootfd, struct cdn_e
 }
 
 static int extract_copy_data(struct archive *in, struct archive *out, struct extract_stats *st,
-			     const char *path, struct cdn_err *err)
+			     const struct extract_limits *lim, const char *path, struct cdn_err *err)
 {
 	for (;;) {
 		const void *buf;
@@ -161,9 +161,9 @@ static int extract_copy_data(struct archive *in, struct archive *out, struct ext
 			return 0;
 		if (r < ARCHIVE_WARN)
 			return err_set(err, 0, "reading \"%.200s\": %s", path, archive_error_string(in));
-		if (size > EXTRACT_MAX_BYTES - st->bytes)
+		if (size > lim->max_bytes - st->bytes)
 			return err_set(err, EFBIG, "archive holds over %llu bytes of data",
-				       (unsigned long long)EXTRACT_MAX_BYTES);
+				       (unsigned long long)lim->max_bytes);
 		st->bytes += size;
 		if (archive_write_data_block(out, buf, size, offset) < ARCHIVE_OK)
 			return err_set(err, 0, "writing \"%.200s\": %s", path,
@@ -172,7 +172,8 @@ static int extract_copy_data(struct archive *in, struct archive *out, struct ext
 }
 
 static int extract_entry(struct archive *in, struct archive *out, struct archive_entry *entry,
-			 int rootfd, struct extract_stats *st, struct cdn_err *err)
+			 int rootfd, struct extract_stats *st, const struct extract_limits *lim,
+			 struct cdn_err *err)
 {
 	int r = extract_prepare(entry, rootfd, err);
 	if (r < 0)
@@ -184,14 +185,14 @@ static int extract_entry(struct archive *in, struct archive *out, struct archive
 	}
 	const char *path = archive_entry_pathname(entry);
 	if (archive_entry_size_is_set(entry) && archive_entry_size(entry) > 0 &&
-	    (uint64_t)archive_entry_size(entry) > EXTRACT_MAX_BYTES - st->bytes)
+	    (uint64_t)archive_entry_size(entry) > lim->max_bytes - st->bytes)
 		return err_set(err, EFBIG, "archive holds over %llu bytes of data",
-			       (unsigned long long)EXTRACT_MAX_BYTES);
+			       (unsigned long long)lim->max_bytes);
 	/* ARCHIVE_WARN is about metadata we could not restore (a time); the SECURE_* refusals
 	 * are ARCHIVE_FAILED. */
 	if (archive_write_header(out, entry) < ARCHIVE_WARN)
 		return err_set(err, 0, "extracting \"%.200s\": %s", path, archive_error_string(out));
-	r = extract_copy_data(in, out, st, path, err);
+	r = extract_copy_data(in, out, st, lim, path, err);
 	if (r < 0)
 		return r;
 	if (archive_write_finish_entry(out) < ARCHIVE_WARN)
@@ -225,7 +226,8 @@ static struct archive *extract_reader(int fd, struct cdn_err *err)
 }
 
 static int extract_all(struct archive *in, struct archive *out, int rootfd,
-		       struct extract_stats *st, struct cdn_err *err)
+		       struct extract_stats *st, const struct extract_limits *lim,
+		       struct cdn_err *err)
 {
 	uint64_t seen = 0;
 	for (;;) {
@@ -235,9 +237,10 @@ static int extract_all(struct archive *in, struct archive *out, int rootfd,
 			break;
 		if (r < ARCHIVE_WARN)
 			return err_set(err, 0, "reading the archive: %s", archive_error_string(in));
-		if (++seen > EXTRACT_MAX_ENTRIES)
-			return err_set(err, 0, "archive has over %d entries", EXTRACT_MAX_ENTRIES);
-		r = extract_entry(in, out, entry, rootfd, st, err);
+		if (++seen > lim->max_entries)
+			return err_set(err, 0, "archive has over %llu entries",
+				       (unsigned long long)lim->max_entries);
+		r = extract_entry(in, out, entry, rootfd, st, lim, err);
 		if (r < 0)
 			return r;
 	}
@@ -248,6 +251,14 @@ static int extract_all(struct archive *in, struct archive *out, int rootfd,
 }
 
 int extract_tar(int archive_fd, int rootfd, struct extract_stats *ret, struct cdn_err *err)
+{
+	static const struct extract_limits lim = {.max_bytes = EXTRACT_MAX_BYTES,
+						  .max_entries = EXTRACT_MAX_ENTRIES};
+	return extract_tar_limited(archive_fd, rootfd, &lim, ret, err);
+}
+
+int extract_tar_limited(int archive_fd, int rootfd, const struct extract_limits *lim,
+			struct extract_stats *ret, struct cdn_err *err)
 {
 	*ret = (struct extract_stats){0};
 	_cleanup_close_ int oldcwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -266,7 +277,7 @@ int extract_tar(int archive_fd, int rootfd, struct extract_stats *ret, struct cd
 	if (fchdir(rootfd) < 0)
 		r = err_set(err, errno, "entering the image directory");
 	else
-		r = extract_all(in, out, rootfd, ret, err);
+		r = extract_all(in, out, rootfd, ret, lim, err);
 	archive_write_free(out);
 	archive_read_free(in);
 	if (fchdir(oldcwd) < 0 && r == 0)

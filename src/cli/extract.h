@@ -23,3 +23,13 @@ struct extract_stats {
  * and setuid/setgid bits are dropped. On failure the directory holds a partial tree that the
  * caller removes. Changes the working directory (restored before returning). */
 int extract_tar(int archive_fd, int rootfd, struct extract_stats *ret, struct cdn_err *err);
+
+/* The same with the caller's bounds (at most the EXTRACT_MAX_* ones make sense): the daemon's
+ * archive uploads take far less than an image. The working directory is process-wide: in a
+ * threaded process, callers must serialize extractions and use no relative path meanwhile. */
+struct extract_limits {
+	uint64_t max_bytes;   /* file data written, all entries together */
+	uint64_t max_entries; /* entries read */
+};
+int extract_tar_limited(int archive_fd, int rootfd, const struct extract_limits *lim,
+			struct extract_stats *ret, struct cdn_err *err);
