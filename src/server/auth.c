@@ -12,6 +12,7 @@
 #include "http.h"
 #include "log.h"
 #include "server.h"
+#include "store/store.h"
 #include "tenants.h"
 
 static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
@@ -195,17 +196,17 @@ int auth_init(struct srv *s, struct cdn_err *err)
 	int rc = tenants_admin_key_exists(s, &exists, err);
 	if (rc < 0 || exists)
 		return rc;
-	char key[AUTH_KEY_LEN + 1], hash[AUTH_HASH_LEN], key_id[40];
+	char key[AUTH_KEY_LEN + 1], hash[AUTH_HASH_LEN], key_id[STORE_ID_MAX];
 	rc = auth_key_new(key, hash);
 	if (rc < 0)
 		return err_set(err, -rc, "generating the admin key");
-	rc = auth_random_id("key_", 16, key_id, sizeof(key_id));
+	rc = store_id_new("key_", key_id);
 	if (rc < 0)
 		return err_set(err, -rc, "generating a key id");
 	rc = write_key_file(s->cfg.state_dir, key, err);
 	if (rc < 0)
 		return rc;
-	rc = tenants_create_admin(s, key_id, hash, err);
+	rc = tenants_create_admin(s, key_id, key, hash, err);
 	if (rc < 0)
 		return rc;
 	/* The only time the key is shown: stdout, for the person starting the daemon. */

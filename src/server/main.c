@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "store/store.h"
 #include "validate.h"
 
 #define EXIT_CORDON 125
@@ -47,8 +48,26 @@ int srv_modules_ready(struct srv *s, const char **ret_module, const char **ret_r
 	return 0;
 }
 
+/* The store is a module too, for /readyz. */
+static int store_ready(struct srv *s, const char **ret_reason)
+{
+	static _Thread_local struct cdn_err err;
+	int rc = store_ping(s->store, &err);
+	if (rc < 0)
+		*ret_reason = err.msg;
+	return rc;
+}
+
+static const struct srv_module store_module = {.name = "store", .ready = store_ready};
+
+static void store_register(void)
+{
+	srv_module_add(&store_module);
+}
+
 /* Every part of the daemon registers its routes and module here, in this order. */
 static void (*const registrations[])(void) = {
+	store_register,
 	ops_register,
 	tenants_register,
 };
@@ -259,6 +278,9 @@ int main(int argc, char **argv)
 		registrations[i]();
 
 	struct cdn_err err = {0};
+	const char *url = s.cfg.database_url ? s.cfg.database_url : s.cfg.state_dir;
+	if (store_open(url, &s.store, &err) < 0)
+		fail("opening the store: %s", err.msg);
 	if (auth_init(&s, &err) < 0)
 		fail("%s%s%s", err.msg, err.errnum ? ": " : "",
 		     err.errnum ? strerror(err.errnum) : "");
@@ -287,6 +309,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	close(sfd);
+	store_close(s.store);
 	free(s.cfg.state_dir);
 	free(s.cfg.cordon_bin);
 	return 0;

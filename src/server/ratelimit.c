@@ -33,9 +33,9 @@ static unsigned rl_hash(const char *s)
 int ratelimit_take(struct http_req *r)
 {
 	const struct plan *p = &r->tenant->plan;
-	if (p->rate_per_minute == 0)
+	if (p->rate_per_second == 0)
 		return 0; /* unlimited plan */
-	double rate = p->rate_per_minute / 60.0; /* tokens per second */
+	double rate = p->rate_per_second; /* tokens per second */
 	double burst = p->burst ? p->burst : 1;
 	uint64_t now = now_ns();
 	pthread_mutex_lock(&rl_lock);
@@ -80,8 +80,8 @@ int ratelimit_take(struct http_req *r)
 	http_add_header(r, "Retry-After", v);
 	metrics_rate_limited();
 	http_reply_error(r, 429, "rate_limited", NULL,
-			 "rate limit of %u requests per minute (burst %u) exceeded; retry in %s s",
-			 p->rate_per_minute, (unsigned)burst, v);
+			 "rate limit of %u requests per second (burst %u) exceeded; retry in %s s",
+			 p->rate_per_second, (unsigned)burst, v);
 	return -EAGAIN;
 }
 

@@ -1,5 +1,5 @@
 /* Per-tenant token buckets: each rated request takes one token; tokens come back at the
- * plan's rate_per_minute up to its burst. Over it: 429 rate_limited with Retry-After. Every
+ * plan's rate_per_second up to its burst. Over it: 429 rate_limited with Retry-After. Every
  * rated answer carries RateLimit-Limit (burst), RateLimit-Remaining (whole tokens left) and
  * RateLimit-Reset (seconds until the bucket is full again). State is in memory, per daemon. */
 #pragma once

@@ -295,19 +295,28 @@ void req_body_append(struct http_req *r, const char *data, size_t len)
 	ri->body[ri->body_len] = 0;
 }
 
-/* Path of the first place nested deeper than max (for the 422 message). */
-static bool depth_over(const json_t *v, int max)
+/* v nests more than `levels` arrays/objects (the body itself is one level). */
+static bool depth_over(const json_t *v, int levels)
 {
-	if (max < 0)
+	if (!json_is_object(v) && !json_is_array(v))
+		return false;
+	if (levels <= 0)
 		return true;
+	const char *k;
+	json_t *c;
+	size_t i;
 	if (json_is_object(v)) {
-		const char *k;
-		json_t *c;
-		json_object_foreach((json_t *)v, k, c) if (depth_over(c, max - 1)) return true;
-	} else if (json_is_array(v)) {
-		size_t i;
-		json_t *c;
-		json_array_foreach(v, i, c) if (depth_over(c, max - 1)) return true;
+		json_object_foreach((json_t *)v, k, c)
+		{
+			if (depth_over(c, levels - 1))
+				return true;
+		}
+	} else {
+		json_array_foreach(v, i, c)
+		{
+			if (depth_over(c, levels - 1))
+				return true;
+		}
 	}
 	return false;
 }

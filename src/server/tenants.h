@@ -15,22 +15,24 @@ struct plan {
 	struct sbx_limits caps;         /* largest value of each limit */
 	uint32_t max_concurrent;        /* executions queued or running at once */
 	uint64_t monthly_exec_seconds;  /* wall seconds of executions per month; 0: unlimited */
-	uint32_t rate_per_minute;       /* token refill rate of rated requests */
+	uint32_t rate_per_second;       /* token refill rate of rated requests; 0: unlimited */
 	uint32_t burst;                 /* bucket size */
 };
 
-#define TENANT_ID_LEN 40
+#define TENANT_ID_LEN 64 /* STORE_ID_MAX */
+#define TENANT_ADMIN_ID "tn_admin"
 
 struct tenant {
 	char id[TENANT_ID_LEN]; /* "tn_" + 20 base32 chars; "default" with --no-auth */
 	char name[128];
 	struct plan plan;
+	int64_t created_at_ms;
 };
 
 /* The plan a tenant gets when POST /v1/tenants names none. */
 void plan_default(struct plan *ret);
 /* Plan as JSON ({"default_trust_level", "max_trust_level", "limits": {...},
- * "max_concurrent_executions", "monthly_execution_seconds", "rate_limit": {"per_minute",
+ * "max_concurrent_executions", "monthly_execution_seconds", "rate_limit": {"per_second",
  * "burst"}}), and back: plan_from_json starts from *ret (so a partial object overrides only
  * what it names) and validates like any request (prefix is the field path). */
 json_t *plan_to_json(const struct plan *p);
@@ -49,5 +51,12 @@ int tenants_lookup_key(struct srv *s, const char *hash, char *ret_key_id, size_t
 		       struct tenant *ret_tenant, bool *ret_admin);
 int tenants_admin_key_exists(struct srv *s, bool *ret_exists, struct cdn_err *err);
 /* First start: the "admin" tenant (if missing) and its admin key. */
-int tenants_create_admin(struct srv *s, const char *key_id, const char *hash,
-			 struct cdn_err *err);
+int tenants_create_admin(struct srv *s, const char *key_id, const char *key_prefix,
+			 const char *hash, struct cdn_err *err);
+
+struct http_req;
+/* Before accepting an execution: the plan's monthly execution seconds and concurrent
+ * executions. Returns 0, or answers 429 quota_exceeded (with Retry-After) / 503 and returns
+ * < 0. The concurrency count is read, not reserved: two requests at the same instant can
+ * both pass it by one; the runner is where it is exact. */
+int tenants_check_quota(struct http_req *r);
