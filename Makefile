@@ -101,12 +101,14 @@ $(BUILD)/libcordon-core.a: $(CORE_OBJ)
 $(BUILD)/libcordon-store.a: $(STORE_OBJ)
 	$(AR) rcs $@ $^
 
-# The daemon's parts without main(), for its unit tests (tests/unit-server.c).
+# The daemon's parts without main(), for its unit tests.
 $(BUILD)/libcordon-server.a: $(filter-out $(BUILD)/src/server/main.o,$(SERVE_OBJ))
 	$(AR) rcs $@ $^
 
-$(BUILD)/unit-server: tests/unit-server.c $(BUILD)/libcordon-server.a $(BUILD)/libcordon-store.a \
-		$(BUILD)/libcordon-core.a $(wildcard src/core/*.h src/server/*.h)
+# The daemon's unit tests: tests/unit-server.c (validation, plans, keys), tests/unit-http.c
+# (the HTTP core in-process over loopback).
+$(BUILD)/unit-server $(BUILD)/unit-http: $(BUILD)/unit-%: tests/unit-%.c $(BUILD)/libcordon-server.a \
+		$(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a $(wildcard src/core/*.h src/server/*.h)
 	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(SERVE_CFLAGS) $(CFLAGS) $(LDFLAGS_BASE) \
 		$(LDFLAGS) -o $@ $< $(BUILD)/libcordon-server.a $(BUILD)/libcordon-store.a \
 		$(BUILD)/libcordon-core.a $(LIBS_SERVE)
