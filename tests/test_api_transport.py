@@ -1,13 +1,16 @@
 """Transport-level behaviour of `cordon serve`: error statuses of API.md, body and JSON limits,
 rate limits, metrics, health, graceful shutdown."""
 
-import http.client
 import json
+import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
+import time
 
-from api_daemon import daemon, start_daemon  # noqa: F401 (fixtures)
+from api_daemon import CORDON, Daemon, daemon, free_port, start_daemon  # noqa: F401 (fixtures)
 
 REQ_ID = re.compile(r"^req_[0-9a-f]{16}$")
 
@@ -136,6 +139,36 @@ def test_health_and_readiness(daemon):
     for path, want in [("/healthz", {"status": "ok"}), ("/readyz", {"status": "ready"})]:
         r = d.request("GET", path, key=None)
         assert r.status == 200 and r.json == want, (path, r)
+
+
+def test_readyz_is_503_when_sandboxes_cannot_start(start_daemon, workbase):
+    # A copy of cordon-serve with no `cordon` beside it cannot start any sandbox.
+    lonely = workbase / "lonely"
+    lonely.mkdir()
+    shutil.copy2(os.path.join(os.path.dirname(CORDON), "cordon-serve"), lonely / "cordon-serve")
+    port = free_port()
+    p = subprocess.Popen([str(lonely / "cordon-serve"), "--listen", f"127.0.0.1:{port}",
+                          "--no-auth", "--state-dir", str(lonely / "state")],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        d = Daemon.__new__(Daemon)
+        d.port = port
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert p.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        assert d.request("GET", "/healthz", key=None).status == 200
+        r = d.request("GET", "/readyz", key=None)
+        assert_error(r, 503, "overloaded")
+        assert "sandbox is not ready" in r.error["message"], r
+    finally:
+        p.terminate()
+        p.wait(60)
 
 
 def test_every_answer_has_a_request_id(daemon):

@@ -1,8 +1,10 @@
 /* Operations endpoints: GET /healthz (the process answers), GET /readyz (every module can take
  * work: the store answers, sandboxes can start), GET /metrics (Prometheus text). Public: they
  * carry no tenant data; a deployment that must hide them keeps the port off the network. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "metrics.h"
@@ -41,8 +43,21 @@ static void ops_metrics(struct http_req *r)
 	free(text);
 }
 
+/* "Sandboxes can start": the cordon binary that runners spawn is there and executable. */
+static int sandbox_ready(struct srv *s, const char **ret_reason)
+{
+	if (access(s->cfg.cordon_bin, X_OK) < 0) {
+		*ret_reason = "the cordon binary beside cordon-serve is missing or not executable";
+		return -errno;
+	}
+	return 0;
+}
+
+static const struct srv_module sandbox_module = {.name = "sandbox", .ready = sandbox_ready};
+
 void ops_register(void)
 {
+	srv_module_add(&sandbox_module);
 	http_route_add(HTTP_GET, "/healthz", HTTP_ROUTE_PUBLIC, ops_healthz);
 	http_route_add(HTTP_GET, "/readyz", HTTP_ROUTE_PUBLIC, ops_readyz);
 	http_route_add(HTTP_GET, "/metrics", HTTP_ROUTE_PUBLIC, ops_metrics);
