@@ -349,10 +349,38 @@ static void test_keys(void)
 	ASSERT_EQ_I(auth_key_valid("ck_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa7"), 1);
 }
 
+static void test_utf8_cuts(void)
+{
+	char buf[8];
+	ASSERT_STR(utf8_copy(buf, sizeof(buf), "abcdefghij"), "abcdefg");
+	/* "aaaaa" + U+00E9 (2 bytes) fits exactly in 7; one more 'a' before it does not. */
+	ASSERT_STR(utf8_copy(buf, sizeof(buf), "aaaaa\xc3\xa9z"), "aaaaa\xc3\xa9");
+	ASSERT_STR(utf8_copy(buf, sizeof(buf), "aaaaaa\xc3\xa9z"), "aaaaaa");
+	/* A 4-byte character cut anywhere is dropped whole. */
+	ASSERT_STR(utf8_copy(buf, sizeof(buf), "aaaa\xf0\x9f\x98\x80"), "aaaa");
+	ASSERT_STR(utf8_copy(buf, sizeof(buf), "aaa\xf0\x9f\x98\x80"), "aaa\xf0\x9f\x98\x80");
+	ASSERT_EQ_I(utf8_prefix("\xe2\x82", 2), 0);
+	ASSERT_EQ_I(utf8_prefix("", 0), 0);
+	/* An unknown field whose long name is cut still gives a valid UTF-8 path. */
+	struct tenant t = tenant_default();
+	char text[400] = "{\"runtime\":\"sh\",\"code\":\"x\",\"";
+	for (int i = 0; i < 40; i++)
+		strcat(text, "\xc3\xa9");
+	strcat(text, "\":1}");
+	json_t *s = NULL;
+	struct val_err err;
+	ASSERT_EQ_I(run(text, &t, &s, &err), -EINVAL);
+	json_t *j = json_string(err.field);
+	ASSERT_EQ_I(j != NULL, 1);
+	json_decref(j);
+	ASSERT_EQ_I(json_string(err.msg) != NULL, 1);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } tests[] = {
+	{"utf8 cuts", test_utf8_cuts},
 	{"minimal request is normalized", test_minimal_request_is_normalized},
 	{"trust level sets defaults", test_trust_level_sets_defaults},
 	{"explicit limits within caps", test_explicit_limits_within_caps},

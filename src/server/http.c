@@ -108,6 +108,7 @@ void http_reply_error(struct http_req *r, unsigned status, const char *code, con
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	msg[utf8_prefix(msg, strlen(msg))] = 0; /* may end in cut caller text */
 	http_reply_json(r, status, http_error_body(status, code, field, msg));
 	struct req_impl *ri = r->impl;
 	snprintf(ri->error_code, sizeof(ri->error_code), "%s", code);
@@ -287,6 +288,7 @@ void http_deferred_error(struct http_deferred *d, unsigned status, const char *c
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	msg[utf8_prefix(msg, strlen(msg))] = 0;
 	deferred_complete(d, status, response_json(http_error_body(status, code, field, msg)),
 			  code);
 	deferred_unref(d);

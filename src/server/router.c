@@ -270,7 +270,7 @@ void req_body_append(struct http_req *r, const char *data, size_t len)
 {
 	struct req_impl *ri = r->impl;
 	size_t max = srv_limit("max_body_bytes");
-	if (ri->body_overflow || ri->body_len + len > max) {
+	if (!ri->route || ri->body_overflow || ri->body_len + len > max) {
 		ri->body_overflow += len;
 		return;
 	}
@@ -371,9 +371,20 @@ void req_log_and_free(struct http_req *r, bool aborted)
 	struct req_impl *ri = r->impl;
 	uint64_t us = (now_ns() - r->start_ns) / 1000;
 	metrics_http_request(ri->status, us);
-	/* The caller's path is logged up to a bound; the route says which handler ran. */
-	json_t *f = json_pack("{ss ss ss% ss si sf}", "request_id", r->request_id, "method",
-			      ri->method, "path", r->path, strnlen(r->path, 256), "route",
+	/* The caller's path is logged up to a bound, as printable ASCII (it is raw caller
+	 * bytes); the route says which handler ran. */
+	char path[257];
+	size_t plen = 0;
+	for (const char *p = r->path; *p && plen < sizeof(path) - 1; p++)
+		path[plen++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+	path[plen] = 0;
+	char method[16];
+	plen = 0;
+	for (const char *p = ri->method; *p && plen < sizeof(method) - 1; p++)
+		method[plen++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+	method[plen] = 0;
+	json_t *f = json_pack("{ss ss ss ss si sf}", "request_id", r->request_id, "method",
+			      method, "path", path, "route",
 			      ri->route ? ri->route->pattern : "", "status", (int)ri->status,
 			      "duration_ms", (double)us / 1000.0);
 	if (f && r->tenant)

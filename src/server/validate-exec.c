@@ -147,8 +147,7 @@ static int env_check(const json_t *env, const char *name, struct val_err *err)
 	json_object_foreach((json_t *)env, k, v)
 	{
 		char shown[64];
-		snprintf(shown, sizeof(shown), "%s", k);
-		snprintf(path, sizeof(path), "%s.%s", name, shown);
+		snprintf(path, sizeof(path), "%s.%s", name, utf8_copy(shown, sizeof(shown), k));
 		size_t klen = strlen(k);
 		bool ok = klen > 0 && klen <= srv_limit("max_env_key_bytes") &&
 			  !(k[0] >= '0' && k[0] <= '9');
@@ -420,8 +419,8 @@ int val_execution(const json_t *body, const struct tenant *t, json_t **ret_spawn
 	{
 		if (!json_object_get(json_object_get(body, "env"), k))
 			continue;
-		char path[96];
-		snprintf(path, sizeof(path), "secrets.%.64s", k);
+		char path[96], shown[64];
+		snprintf(path, sizeof(path), "secrets.%s", utf8_copy(shown, sizeof(shown), k));
 		return val_fail(err, 422, path, "%s is also in env", path);
 	}
 	json_t *input = json_object_get(body, "input");

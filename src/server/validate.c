@@ -120,6 +120,30 @@ void srv_limits_print(FILE *out)
 	}
 }
 
+size_t utf8_prefix(const char *s, size_t len)
+{
+	/* Step back over continuation bytes to the last lead byte; keep it only if its whole
+	 * sequence fits. */
+	size_t i = len;
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80 && len - i < 3)
+		i--;
+	if (i == 0)
+		return len && ((unsigned char)s[0] & 0x80) ? 0 : len;
+	unsigned char lead = (unsigned char)s[i - 1];
+	size_t need = lead < 0x80 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+	return (len - (i - 1) >= need) ? len : i - 1;
+}
+
+char *utf8_copy(char *buf, size_t size, const char *s)
+{
+	size_t n = strlen(s);
+	if (n >= size)
+		n = utf8_prefix(s, size - 1);
+	memcpy(buf, s, n);
+	buf[n] = 0;
+	return buf;
+}
+
 /* ---- generic checks ----------------------------------------------------------------------- */
 
 int val_fail(struct val_err *err, unsigned status, const char *field, const char *fmt, ...)
@@ -131,6 +155,9 @@ int val_fail(struct val_err *err, unsigned status, const char *field, const char
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
+	/* Both may hold (cut) caller text: keep them valid UTF-8. */
+	err->msg[utf8_prefix(err->msg, strlen(err->msg))] = 0;
+	err->field[utf8_prefix(err->field, strlen(err->field))] = 0;
 	return -EINVAL;
 }
 
@@ -200,8 +227,7 @@ int val_object(const json_t *obj, const char *prefix, const struct val_field *fi
 		if (i == n_fields) {
 			/* Shown as sent but bounded: the field name is caller text. */
 			char shown[64];
-			snprintf(shown, sizeof(shown), "%s", k);
-			path_join(path, sizeof(path), prefix, shown);
+			path_join(path, sizeof(path), prefix, utf8_copy(shown, sizeof(shown), k));
 			return val_fail(ret, 422, path, "unknown field \"%s\"", path);
 		}
 		if (!(fields[i].types & VT(json_typeof(v)))) {

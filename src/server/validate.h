@@ -29,6 +29,12 @@ struct val_err {
 	char msg[256];
 };
 
+/* The longest prefix of s[0..len) that does not end inside a UTF-8 sequence (so that cutting
+ * caller text to a bound never makes a JSON string invalid). */
+size_t utf8_prefix(const char *s, size_t len);
+/* Copy s into buf (size > 0), cut to fit on a UTF-8 boundary. Returns buf. */
+char *utf8_copy(char *buf, size_t size, const char *s);
+
 /* The deepest nesting of arrays/objects in v (1 for a scalar in an object, ...). */
 int json_depth(const json_t *v);
 
