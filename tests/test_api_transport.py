@@ -211,3 +211,38 @@ def test_a_client_that_hangs_up_does_not_kill_the_daemon(daemon):
         s.close()
     assert d.request("GET", "/healthz", key=None).status == 200
     assert d.proc.poll() is None
+
+
+def test_concurrent_requests_are_all_answered(daemon):
+    # Several clients at once over keep-alive connections, mixing routes and errors: every
+    # answer is the right one and the daemon survives (the ASan lane catches races here).
+    import threading
+    d = daemon
+    t = d.request("POST", "/v1/tenants", {"name": "busy"}).json
+    key = d.request("POST", f"/v1/tenants/{t['id']}/keys").json["key"]
+    cases = [("GET", "/healthz", None, None, 200), ("GET", "/v1/tenant", None, "admin", 200),
+             ("GET", "/v1/tenant", None, key, 200), ("GET", "/v1/usage", None, key, 403),
+             ("GET", "/nope", None, None, 404), ("POST", "/v1/tenants", b"{", "admin", 400),
+             ("GET", "/metrics", None, None, 200)]
+    errors = []
+
+    def client(n):
+        conn = d.connect()
+        try:
+            for i in range(40):
+                method, path, raw, k, want = cases[(n + i) % len(cases)]
+                r = d.request(method, path, raw=raw, key=k, conn=conn)
+                if r.status != want and not (r.status == 429 and k == key):
+                    errors.append((method, path, r.status, want))
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors[:10]
+    assert d.proc.poll() is None
