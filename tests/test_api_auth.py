@@ -188,3 +188,12 @@ def test_usage_lists_the_month(daemon):
     for bad in ["2026-13", "2026-1", "26-01-01", "x"]:
         r = d.request("GET", f"/v1/usage?period={bad}")
         assert r.status == 422 and r.error["field"] == "query.period", (bad, r)
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(daemon):
+    p = subprocess.run([CORDON, "serve", "--listen", f"127.0.0.1:{free_port()}",
+                        "--state-dir", str(daemon.state_dir)],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 125, p
+    assert b"another cordon serve is using the state directory" in p.stderr, p.stderr
+    assert daemon.request("GET", "/v1/usage").status == 200

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 
@@ -146,6 +147,23 @@ static char *state_dir_prepare(const char *dir)
 	return copy;
 }
 
+/* One daemon per state directory: a second one would take the first's running executions for
+ * a crash's leftovers and fail them. The lock lives as long as the process (fd kept open,
+ * CLOEXEC so __spawn children do not hold it). */
+static void state_dir_lock(const char *dir)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/serve.lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		fail("opening \"%s\": %m", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			fail("another cordon serve is using the state directory \"%s\"", dir);
+		fail("locking \"%s\": %m", path);
+	}
+}
+
 static char *sibling_path(const char *name)
 {
 	char self[4096];
@@ -229,6 +247,7 @@ static void parse_options(int argc, char **argv, struct srv_config *cfg)
 		     "could run code",
 		     cfg->listen_host);
 	cfg->state_dir = state_dir_prepare(state);
+	state_dir_lock(cfg->state_dir);
 	cfg->cordon_bin = sibling_path("cordon");
 }
 
