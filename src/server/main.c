@@ -264,6 +264,10 @@ static void shutdown_sequence(struct srv *s, int signo)
 		if (modules[i]->drain)
 			modules[i]->drain(s, deadline);
 	http_abort_pending();
+	/* Let the 503s just queued reach their clients before the connections close (bounded:
+	 * a client that does not read is not waited for). */
+	for (int i = 0; i < 200 && http_active() > 0; i++)
+		usleep(10 * 1000);
 	http_stop();
 	for (size_t i = n_modules; i-- > 0;)
 		if (modules[i]->stop)
