@@ -24,6 +24,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORDON = os.path.abspath(os.environ.get("CORDON", ROOT / "build" / "cordon"))
+# The daemon program beside the binary under test (the ENOSYS lane's CORDON is a wrapper
+# script elsewhere, which execs build/cordon).
+SERVE = os.path.join(os.path.dirname(CORDON), "cordon-serve")
+if not os.path.exists(SERVE):
+    SERVE = str(ROOT / "build" / "cordon-serve")
 START_TIMEOUT = 60  # test-side bound on a daemon start: generous, CI is slow under load
 KEY_RE = re.compile(r"^ck_[a-z2-7]{32}$")
 

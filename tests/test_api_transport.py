@@ -2,7 +2,6 @@
 rate limits, metrics, health, graceful shutdown."""
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -10,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from api_daemon import CORDON, Daemon, daemon, free_port, start_daemon  # noqa: F401 (fixtures)
+from api_daemon import SERVE, Daemon, daemon, free_port, start_daemon  # noqa: F401 (fixtures)
 
 REQ_ID = re.compile(r"^req_[0-9a-f]{16}$")
 
@@ -145,7 +144,7 @@ def test_readyz_is_503_when_sandboxes_cannot_start(start_daemon, workbase):
     # A copy of cordon-serve with no `cordon` beside it cannot start any sandbox.
     lonely = workbase / "lonely"
     lonely.mkdir()
-    shutil.copy2(os.path.join(os.path.dirname(CORDON), "cordon-serve"), lonely / "cordon-serve")
+    shutil.copy2(SERVE, lonely / "cordon-serve")
     port = free_port()
     p = subprocess.Popen([str(lonely / "cordon-serve"), "--listen", f"127.0.0.1:{port}",
                           "--no-auth", "--state-dir", str(lonely / "state")],
