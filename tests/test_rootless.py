@@ -18,6 +18,7 @@ catches any process of a rootless run that outlives it.
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -260,6 +261,23 @@ def test_identity_and_privileges(rootless):
                      cmd=["/helper", "cat", "/proc/self/uid_map"])
     expect(r, None)
     assert r.stdout.split() == ["0", str(ROOTLESS_UID), "1"], r  # the caller's own uid only
+
+
+def test_own_uts_and_ipc_namespaces(rootless):
+    r = rootless.helper("hostname")
+    expect(r, None)
+    assert r.stdout == "sandbox\n", r
+    # A SysV segment of the caller's own uid (mode 0600) is out of reach: another namespace.
+    p = subprocess.run(["setpriv", f"--reuid={ROOTLESS_UID}", f"--regid={ROOTLESS_UID}",
+                        "--clear-groups", "--", "ipcmk", "-M", "4096", "-p", "0600"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"ipcmk could not create a SysV segment as the user: {p.stderr.strip()}")
+    shmid = re.search(r"(\d+)\s*$", p.stdout).group(1)
+    try:
+        expect_contained(rootless.helper("shm-attach", shmid))
+    finally:
+        subprocess.run(["ipcrm", "-m", shmid])
 
 
 def test_root_only_file_unreadable(rootless, cordon):
