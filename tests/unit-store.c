@@ -233,6 +233,17 @@ static void test_open_refusals(void)
 	ASSERT_EQ_I(store_open("postgresql://x", &s, &g_err), -ENOTSUP);
 	ASSERT_EQ_I(store_open("", &s, &g_err), -EINVAL);
 	ASSERT_EQ_I(store_open("sqlite:", &s, &g_err), -EINVAL);
+	/* A state dir that does not exist is not created as a file of its name. */
+	char missing[400];
+	snprintf(missing, sizeof(missing), "%s/no-such-state-dir", g_dir);
+	ASSERT_EQ_I(store_open(missing, &s, &g_err), -ENOENT);
+	ASSERT_EQ_I(access(missing, F_OK), -1);
+	char explicit[420];
+	snprintf(explicit, sizeof(explicit), "sqlite:%s/other.db", g_dir);
+	OK(store_open(explicit, &s, &g_err));
+	store_close(s);
+	s = NULL;
+	ASSERT_EQ_I(access(explicit + strlen("sqlite:"), F_OK), 0);
 	/* A symlink planted where the database goes is not followed. */
 	char target[400], link[400];
 	snprintf(target, sizeof(target), "%s/elsewhere.db", g_dir);
@@ -270,6 +281,33 @@ static void test_fds_cloexec(void)
 	}
 	closedir(d);
 	ASSERT_TRUE(checked >= 3); /* the database, its -wal and its -shm */
+	store_close(s);
+}
+
+/* The largest outputs the contract allows, both at once, go in and come back whole. */
+static void test_max_outputs(void)
+{
+	struct store *s = open_store();
+	make_tenant(s, "tn_1");
+	make_exec(s, "tn_1", "ex_1", 1, STORE_EXEC_RUNNING);
+	char *out = malloc(STORE_OUTPUT_MAX), *err = malloc(STORE_OUTPUT_MAX);
+	ASSERT_TRUE(out && err);
+	memset(out, 'o', STORE_OUTPUT_MAX);
+	memset(err, 'e', STORE_OUTPUT_MAX);
+	out[STORE_OUTPUT_MAX - 1] = '!';
+	struct store_exec_update u = {.set = STORE_SET_OUTPUTS, .stdout_data = out,
+				      .stdout_len = STORE_OUTPUT_MAX, .stderr_data = err,
+				      .stderr_len = STORE_OUTPUT_MAX};
+	OK(store_exec_update(s, "tn_1", "ex_1", &u, &g_err));
+	free(out);
+	free(err);
+	struct store_exec x;
+	OK(store_exec_get(s, "tn_1", "ex_1", STORE_WITH_OUTPUTS, &x, &g_err));
+	ASSERT_EQ_I(x.stdout_len, STORE_OUTPUT_MAX);
+	ASSERT_EQ_I(x.stderr_len, STORE_OUTPUT_MAX);
+	ASSERT_EQ_I(x.stdout_data[STORE_OUTPUT_MAX - 1], '!');
+	ASSERT_EQ_I(x.stderr_data[0], 'e');
+	store_exec_release(&x);
 	store_close(s);
 }
 
@@ -1157,6 +1195,7 @@ static const struct {
 	{"tenants", test_tenants},
 	{"keys", test_keys},
 	{"exec_roundtrip", test_exec_roundtrip},
+	{"max_outputs", test_max_outputs},
 	{"exec_status_precondition", test_exec_status_precondition},
 	{"tenant_scoping", test_tenant_scoping},
 	{"pagination", test_pagination},

@@ -183,8 +183,9 @@ static int conn_open(struct sq_store *s, struct sq_conn *c, struct cdn_err *err)
 	}
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, SQ_BUSY_TIMEOUT_MS);
-	/* Stored JSON and outputs are capped by store.c; this is a second fence. */
-	sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, (int)STORE_OUTPUT_MAX + (1 << 20));
+	/* Stored JSON and outputs are capped by store.c; this is a second fence. The limit is per
+	 * row too: an outputs row holds stdout and stderr, each up to STORE_OUTPUT_MAX. */
+	sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, 2 * (int)STORE_OUTPUT_MAX + (1 << 20));
 	/* foreign_keys: deleting an execution takes its outputs, events and attempts with it, and
 	 * a key or execution can never name a tenant that does not exist. trusted_schema=OFF: the
 	 * schema cannot make us run functions with side effects. */

@@ -147,11 +147,15 @@ int store_open(const char *url, struct store **ret, struct cdn_err *err)
 		return err_set(err, EINVAL, "store: no url or path given");
 	if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://"))
 		return err_set(err, ENOTSUP, "store: the postgresql backend is not built yet");
-	const char *path = has_prefix(url, "sqlite:") ? url + strlen("sqlite:") : url;
+	bool explicit = has_prefix(url, "sqlite:");
+	const char *path = explicit ? url + strlen("sqlite:") : url;
 	if (!*path)
 		return err_set(err, EINVAL, "store: empty sqlite path");
 	struct stat st;
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+	if (stat(path, &st) < 0) {
+		if (errno != ENOENT || !explicit)
+			return err_set(err, errno, "store: \"%s\"", path);
+	} else if (S_ISDIR(st.st_mode)) {
 		char file[4096];
 		int n = snprintf(file, sizeof(file), "%s/cordon.db", path);
 		if (n < 0 || (size_t)n >= sizeof(file))

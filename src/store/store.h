@@ -280,8 +280,11 @@ struct store {
 
 /* Open a store and bring its schema up to date (migrations run once, in a transaction each;
  * reopening an up-to-date store changes nothing). `url` is one of
- *   sqlite:PATH or a plain PATH   an SQLite file (created mode 0600), or, when PATH is an
- *                                 existing directory (the --state-dir), PATH/cordon.db
+ *   DIR (an existing directory, the --state-dir)   DIR/cordon.db, created when missing
+ *   sqlite:PATH                   that SQLite file, created when missing (mode 0600)
+ *   PATH (an existing file)       that file
+ *   PATH that does not exist      -ENOENT, nothing created (a missing state dir never turns
+ *                                 into a database file of its name)
  *   postgres://... postgresql://  -ENOTSUP for now
  * A store written by a newer cordon (schema version above this build's) is refused. */
 int store_open(const char *url, struct store **ret, struct cdn_err *err);
