@@ -176,7 +176,21 @@ build-fuzz/fuzz-exec-request: tests/fuzz/fuzz-exec-request.c $(FUZZ_REQUEST_SRC)
 		-ffunction-sections -fdata-sections -Wl,--gc-sections \
 		-fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS_SERVE)
 
-fuzz: build-fuzz/fuzz-extract build-fuzz/fuzz-exec-request
+FUZZ_STORE_DEPS := $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a
+$(BUILD)/unit-fuzz-store: tests/fuzz/fuzz-store.c tests/fuzz/replay.h $(FUZZ_STORE_DEPS) \
+		$(wildcard src/store/*.h)
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) \
+		-DFUZZ_CORPUS='"tests/fuzz/corpus/store"' $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
+		$(FUZZ_STORE_DEPS) $(LIBS_STORE)
+UNIT_BIN += $(BUILD)/unit-fuzz-store
+
+build-fuzz/fuzz-store: tests/fuzz/fuzz-store.c $(STORE_SRC) src/core/util.c build/store-migrations.inc
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZ_WITH_LIBFUZZER -Isrc -Ibuild \
+		-fsanitize=fuzzer,address,undefined -o $@ tests/fuzz/fuzz-store.c $(STORE_SRC) \
+		src/core/util.c $(LIBS_STORE)
+
+fuzz: build-fuzz/fuzz-extract build-fuzz/fuzz-exec-request build-fuzz/fuzz-store
 
 # Store benchmark (not part of `all`; numbers only): build/bench-store [DIR].
 $(BUILD)/bench-store: bench/store.c $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a \
