@@ -60,6 +60,10 @@ def test_old_kernel_run_holds_its_limits(cordon, enosys):
     expect(r, "SANDBOX_TIMEOUT")
     r = cordon.helper("forkbomb", opts=["--pids", "16", "-t", "20s"], wrap=w)
     expect(r, "SANDBOX_PROCESS_LIMIT")
+    # Without clone3 (so without CLONE_INTO_CGROUP on v2) init still ends up in its cgroup.
+    r = cordon.helper("memhog", "1G", opts=["-m", "64M", "-t", "60s", "--cpu-time", "30s"],
+                      wrap=w)
+    expect(r, "SANDBOX_MEMORY_LIMIT")
 
 
 def test_no_mount_setattr_binds_stay_restricted(cordon, enosys):
