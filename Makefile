@@ -199,6 +199,10 @@ $(BUILD)/bench-store: bench/store.c $(BUILD)/libcordon-store.a $(BUILD)/libcordo
 		$(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a $(LIBS_STORE)
 bench-store: $(BUILD)/bench-store
 
+$(BUILD)/unit-rmtree: tests/unit-rmtree.c $(BUILD)/src/cli/rmtree.o $(BUILD)/libcordon-core.a
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(CFLAGS) $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
+		$(BUILD)/src/cli/rmtree.o $(BUILD)/libcordon-core.a
+
 unit: $(UNIT_BIN)
 
 clean:

@@ -7,22 +7,37 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Each level holds one fd; image import keeps trees far shallower (EXTRACT_MAX_DEPTH). */
-#define RMTREE_MAX_DEPTH 512
+/* Each level holds one fd. A deeper directory (a sandbox can nest a workspace as deep as it
+ * likes) is moved up beside the tree's root, renamed "<root>.rmtree-deep-N", and removed from
+ * there afterwards: any depth goes with bounded fds and stack. */
+#define RMTREE_MAX_DEPTH 128
 
-static int rmtree_dir(int parentfd, const char *name, dev_t dev, unsigned depth);
+struct rmtree {
+	dev_t dev;
+	int topfd;        /* the directory holding the tree */
+	const char *root; /* the tree's name in topfd */
+	unsigned moved;   /* subtrees moved up so far */
+};
 
-static int rmtree_entry(int parentfd, const char *name, dev_t dev, unsigned depth)
+static int rmtree_dir(struct rmtree *t, int parentfd, const char *name, unsigned depth);
+
+static int rmtree_entry(struct rmtree *t, int parentfd, const char *name, unsigned depth)
 {
 	if (unlinkat(parentfd, name, 0) == 0 || errno == ENOENT)
 		return 0;
 	if (errno != EISDIR && errno != EPERM)
 		return -errno;
-	return rmtree_dir(parentfd, name, dev, depth + 1);
+	return rmtree_dir(t, parentfd, name, depth + 1);
+}
+
+static void rmtree_moved_name(const struct rmtree *t, unsigned n, char *buf, size_t size)
+{
+	snprintf(buf, size, "%.200s.rmtree-deep-%u", t->root, n);
 }
 
 static int rmtree_open(int parentfd, const char *name)
@@ -36,16 +51,22 @@ static int rmtree_open(int parentfd, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-static int rmtree_dir(int parentfd, const char *name, dev_t dev, unsigned depth)
+static int rmtree_dir(struct rmtree *t, int parentfd, const char *name, unsigned depth)
 {
-	if (depth > RMTREE_MAX_DEPTH)
-		return -ELOOP;
+	if (depth > RMTREE_MAX_DEPTH) {
+		char moved[256];
+		rmtree_moved_name(t, t->moved, moved, sizeof(moved));
+		if (renameat(parentfd, name, t->topfd, moved) < 0)
+			return -errno;
+		t->moved++;
+		return 0;
+	}
 	int fd = rmtree_open(parentfd, name);
 	if (fd < 0)
 		return fd;
 	struct stat st;
 	/* A mount point inside the tree is someone else's filesystem: leave it alone. */
-	if (fstat(fd, &st) < 0 || st.st_dev != dev) {
+	if (fstat(fd, &st) < 0 || st.st_dev != t->dev) {
 		close(fd);
 		return -EXDEV;
 	}
@@ -66,7 +87,7 @@ static int rmtree_dir(int parentfd, const char *name, dev_t dev, unsigned depth)
 		}
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		int r = rmtree_entry(dirfd(d), e->d_name, dev, depth);
+		int r = rmtree_entry(t, dirfd(d), e->d_name, depth);
 		if (r < 0 && !ret)
 			ret = r;
 	}
@@ -83,5 +104,15 @@ int rmtree_at(int parentfd, const char *name)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISDIR(st.st_mode))
 		return unlinkat(parentfd, name, 0) < 0 ? -errno : 0;
-	return rmtree_dir(parentfd, name, st.st_dev, 0);
+	struct rmtree t = {.dev = st.st_dev, .topfd = parentfd, .root = name};
+	int r = rmtree_dir(&t, parentfd, name, 0);
+	/* What was moved up, in order; removing one may move up more. */
+	for (unsigned i = 0; i < t.moved; i++) {
+		char moved[256];
+		rmtree_moved_name(&t, i, moved, sizeof(moved));
+		int rr = rmtree_dir(&t, parentfd, moved, 0);
+		if (rr < 0 && r == 0)
+			r = rr;
+	}
+	return r;
 }
