@@ -150,6 +150,28 @@ static void test_symlink_root_refused(void)
 	remove_tree();
 }
 
+/* Giving: a file with a second name (a host file hard-linked in) keeps its owner. */
+static void test_hardlink_not_given(void)
+{
+	make_tree();
+	char outside[128], inside[128];
+	snprintf(outside, sizeof(outside), "%s.host-file", root);
+	snprintf(inside, sizeof(inside), "%s/hostlink", root);
+	int fd = open(outside, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ASSERT_EQ_I(fd >= 0, 1);
+	close(fd);
+	ASSERT_EQ_I(link(outside, inside), 0);
+	struct cdn_err err = {0};
+	ASSERT_EQ_I(handover_tree(root, UID, UID, &err), 0);
+	struct stat st;
+	ASSERT_EQ_I(stat(outside, &st), 0);
+	ASSERT_EQ_I(st.st_uid, 0);
+	ASSERT_EQ_I(lst("a/b/file").st_uid, UID);
+	unlink(outside);
+	remove_tree();
+}
+
+/* Past the depth bound the walk goes on elsewhere: the rest of the tree still changes. */
 static void test_depth_bound(void)
 {
 	make_tree();
@@ -166,6 +188,8 @@ static void test_depth_bound(void)
 	}
 	struct cdn_err err = {0};
 	ASSERT_EQ_I(handover_tree(root, UID, UID, &err), -ELOOP);
+	ASSERT_EQ_I(lst("top").st_uid, UID);
+	ASSERT_EQ_I(lst("a/b/file").st_uid, UID);
 	remove_tree();
 }
 
@@ -176,7 +200,8 @@ static const struct {
 	{"every entry changes owner, no symlink target does, setuid cleared", test_gives_every_entry},
 	{"a single file", test_single_file},
 	{"a symlink as the tree is refused", test_symlink_root_refused},
-	{"depth is bounded", test_depth_bound},
+	{"a hard-linked file is not given away", test_hardlink_not_given},
+	{"depth is bounded, the walk goes on past it", test_depth_bound},
 };
 
 int main(void)

@@ -99,7 +99,7 @@ int cg_remove_child(int parentfd, const char *name)
 
 int cg_sweep_parent(int parentfd)
 {
-	int fd = dup(parentfd);
+	int fd = fcntl(parentfd, F_DUPFD_CLOEXEC, 3);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d) {
 		int e = errno;

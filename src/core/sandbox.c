@@ -1002,10 +1002,12 @@ static void teardown(struct run *r, struct child_ctx *ctx)
 	close_sources(ctx);
 	if (r->have_cg && r->cg.ops)
 		r->cg.ops->destroy(&r->cg);
+	/* Best effort: what a sandbox nested beyond the walk's bounds stays its uid's (see
+	 * handover.h: the caller removes or re-gives the tree). */
 	for (size_t i = 0; i < r->n_given; i++) {
 		struct cdn_err e2;
 		if (r->spec->binds[i].give)
-			handover_tree(r->spec->binds[i].src, geteuid(), getegid(), &e2);
+			(void)handover_tree(r->spec->binds[i].src, geteuid(), getegid(), &e2);
 	}
 	slot_release(&r->slot);
 }
@@ -1151,6 +1153,13 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 	}
 	if (r.need_attach && (rr = r.cg.ops->attach(&r.cg, r.pid, err)) < 0)
 		goto out;
+	/* Leftovers of supervisors killed by -9 (best effort), swept while init builds its root
+	 * on another CPU, and before GO: however long it takes, no program runs unmetered
+	 * meanwhile. Our own slot is locked, so skipped. */
+	if (r.have_cg) {
+		struct cdn_err se;
+		host.cg->sweep(&se);
+	}
 	cmd = CHILD_CMD_GO;
 	/* EPIPE: init already failed while building its root (say, move_mount missing) and
 	 * exited; supervise() reads why from the report pipe. */
@@ -1163,13 +1172,6 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 	arm_timer(r.tfd_wall, SETUP_TIMEOUT_MS * 1000000ULL);
 	if (cancel_requested)
 		kill_sandbox(&r, SBX_CANCELLED);
-	/* Leftovers of supervisors killed by -9 (best effort), swept while init builds its root
-	 * on another CPU rather than before the clone. Our own slot is locked, so skipped. */
-	if (r.have_cg) {
-		struct cdn_err se;
-		host.cg->sweep(&se);
-	}
-
 	supervise(&r);
 
 	if (r.failed_setup) {
