@@ -197,3 +197,44 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused(daemon):
     assert p.returncode == 125, p
     assert b"another cordon serve is using the state directory" in p.stderr, p.stderr
     assert daemon.request("GET", "/v1/usage").status == 200
+
+
+def test_the_admin_key_can_be_rotated(daemon):
+    d = daemon
+    old = [l for l in d.log_lines() if l.get("msg") == "admin key created"][0]["key_id"]
+    r = d.request("POST", "/v1/tenants/tn_admin/keys", {"admin": True})
+    assert r.status == 201 and r.json["admin"] is True, r
+    new = r.json
+    assert d.request("DELETE", f"/v1/keys/{old}", key=new["key"]).status == 204
+    assert d.request("GET", "/v1/usage", key=d.admin_key).status == 401
+    assert d.request("GET", "/v1/usage", key=new["key"]).status == 200
+    # Now the new one is the last admin key.
+    assert d.request("DELETE", f"/v1/keys/{new['id']}", key=new["key"]).status == 409
+    # An admin key for a customer tenant is refused: it would administer everyone.
+    t = d.request("POST", "/v1/tenants", {"name": "cust"}, key=new["key"]).json
+    r = d.request("POST", f"/v1/tenants/{t['id']}/keys", {"admin": True}, key=new["key"])
+    assert r.status == 422 and r.error["field"] == "admin", r
+
+
+def test_plan_changes_apply_at_once(daemon):
+    d = daemon
+    t = new_tenant(d, plan={"rate_limit": {"per_second": 1, "burst": 1}})
+    k = new_key(d, t["id"])["key"]
+    conn = d.connect()
+    statuses = [d.request("GET", "/v1/tenant", key=k, conn=conn).status for _ in range(10)]
+    assert 429 in statuses, statuses
+    r = d.request("PATCH", f"/v1/tenants/{t['id']}",
+                  {"plan": {"rate_limit": {"per_second": 0, "burst": 1},
+                            "max_trust_level": "high"}})
+    assert r.status == 200, r
+    assert r.json["plan"]["max_trust_level"] == "high"
+    assert r.json["plan"]["rate_limit"]["per_second"] == 0
+    statuses = [d.request("GET", "/v1/tenant", key=k, conn=conn).status for _ in range(10)]
+    conn.close()
+    assert statuses == [200] * 10, statuses
+    r = d.request("PATCH", f"/v1/tenants/{t['id']}", {"plan": {"limits": {"cpu_ms": 1}}})
+    assert r.status == 422 and r.error["field"] == "plan.limits.cpu_ms", r
+    assert d.request("PATCH", "/v1/tenants/tn_nope", {"plan": {}}).status == 404
+    listed = d.request("GET", "/v1/tenants").json["data"]
+    assert {x["id"] for x in listed} >= {"tn_admin", t["id"]}
+    assert [x for x in listed if x["id"] == t["id"]][0]["plan"]["max_trust_level"] == "high"

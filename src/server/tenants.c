@@ -457,10 +457,12 @@ static void tenant_get(struct http_req *r)
 	http_reply_json(r, 200, tenant_json(&t));
 }
 
-static void tenant_keys_post(struct http_req *r)
+/* PATCH /v1/tenants/{id} {name?, plan?}: the plan object overrides what it names. */
+static void tenant_patch(struct http_req *r)
 {
+	static const struct val_field f[] = {{"plan", VT_OBJECT, true}};
 	struct val_err ve;
-	if (r->body && val_object(r->body, "", NULL, 0, &ve) < 0) {
+	if (val_object(r->body, "", f, ARRAY_SIZE(f), &ve) < 0) {
 		reply_val_error(r, &ve);
 		return;
 	}
@@ -471,24 +473,90 @@ static void tenant_keys_post(struct http_req *r)
 		reply_store_error(r, rc, &err, "tenant");
 		return;
 	}
+	if (plan_from_json(json_object_get(r->body, "plan"), "plan", &t.plan, &ve) < 0) {
+		reply_val_error(r, &ve);
+		return;
+	}
+	struct store_plan sp;
+	if (plan_to_store(&t.plan, &sp) < 0) {
+		http_reply_error(r, 500, "internal", NULL, "encoding the plan");
+		return;
+	}
+	rc = store_tenant_set_plan(s_of(r)->store, t.id, &sp, &err);
+	if (rc < 0) {
+		reply_store_error(r, rc, &err, "tenant");
+		return;
+	}
+	log_msg(LOG_INFO, "plan changed",
+		json_pack("{ss ss}", "request_id", r->request_id, "tenant_id", t.id));
+	http_reply_json(r, 200, tenant_json(&t));
+}
+
+static void tenants_list(struct http_req *r)
+{
+	struct store_tenant *ts = NULL;
+	size_t n = 0;
+	struct cdn_err err = {0};
+	int rc = store_tenant_list(s_of(r)->store, &ts, &n, &err);
+	if (rc < 0) {
+		reply_store_error(r, rc, &err, "tenant");
+		return;
+	}
+	json_t *data = json_array();
+	for (size_t i = 0; i < n; i++) {
+		struct tenant t = {0};
+		snprintf(t.id, sizeof(t.id), "%s", ts[i].id);
+		snprintf(t.name, sizeof(t.name), "%s", ts[i].name);
+		t.created_at_ms = ts[i].created_at_ms;
+		if (plan_from_store(&ts[i].plan, &t.plan) < 0)
+			continue; /* damaged row: tenant_get reports it */
+		json_array_append_new(data, tenant_json(&t));
+	}
+	free(ts);
+	http_reply_json(r, 200, json_pack("{so}", "data", data));
+}
+
+static void tenant_keys_post(struct http_req *r)
+{
+	static const struct val_field f[] = {{"admin", VT_BOOL | VT_NULL, false}};
+	struct val_err ve;
+	if (r->body && val_object(r->body, "", f, ARRAY_SIZE(f), &ve) < 0) {
+		reply_val_error(r, &ve);
+		return;
+	}
+	struct tenant t;
+	struct cdn_err err = {0};
+	int rc = tenant_load(s_of(r), r->params[0], &t, &err);
+	if (rc < 0) {
+		reply_store_error(r, rc, &err, "tenant");
+		return;
+	}
+	/* Another admin key (to rotate the first) belongs to the admin tenant only: an admin
+	 * key of a customer tenant would let that customer administer everyone. */
+	bool admin = json_is_true(json_object_get(r->body, "admin"));
+	if (admin && strcmp(t.id, TENANT_ADMIN_ID)) {
+		http_reply_error(r, 422, "validation_failed", "admin",
+				 "admin keys belong to the " TENANT_ADMIN_ID " tenant only");
+		return;
+	}
 	char key[AUTH_KEY_LEN + 1], hash[AUTH_HASH_LEN], key_id[STORE_ID_MAX];
 	if (auth_key_new(key, hash) < 0 || store_id_new("key_", key_id) < 0) {
 		http_reply_error(r, 500, "internal", NULL, "no randomness for a key");
 		return;
 	}
-	rc = key_store(s_of(r), t.id, key_id, key, hash, false, &err);
+	rc = key_store(s_of(r), t.id, key_id, key, hash, admin, &err);
 	if (rc < 0) {
 		explicit_bzero(key, sizeof(key));
 		reply_store_error(r, rc, &err, "tenant");
 		return;
 	}
 	log_msg(LOG_INFO, "key created",
-		json_pack("{ss ss ss}", "request_id", r->request_id, "tenant_id", t.id, "key_id",
-			  key_id));
+		json_pack("{ss ss ss sb}", "request_id", r->request_id, "tenant_id", t.id,
+			  "key_id", key_id, "admin", admin));
 	/* The key is in this answer and nowhere else, ever. */
 	http_reply_json(r, 201,
 			json_pack("{ss ss ss s:s% sb so}", "id", key_id, "tenant_id", t.id, "key",
-				  key, "prefix", key, (size_t)7, "admin", false, "created_at",
+				  key, "prefix", key, (size_t)7, "admin", admin, "created_at",
 				  time_json(now_ms())));
 	explicit_bzero(key, sizeof(key));
 }
@@ -607,7 +675,10 @@ void tenants_register(void)
 {
 	http_route_add(HTTP_GET, "/v1/tenant", HTTP_ROUTE_RATED, tenant_self);
 	http_route_add(HTTP_POST, "/v1/tenants", HTTP_ROUTE_ADMIN | HTTP_ROUTE_JSON, tenants_post);
+	http_route_add(HTTP_GET, "/v1/tenants", HTTP_ROUTE_ADMIN, tenants_list);
 	http_route_add(HTTP_GET, "/v1/tenants/{id}", HTTP_ROUTE_ADMIN, tenant_get);
+	http_route_add(HTTP_PATCH, "/v1/tenants/{id}", HTTP_ROUTE_ADMIN | HTTP_ROUTE_JSON,
+		       tenant_patch);
 	http_route_add(HTTP_POST, "/v1/tenants/{id}/keys", HTTP_ROUTE_ADMIN | HTTP_ROUTE_JSON_OPT,
 		       tenant_keys_post);
 	http_route_add(HTTP_DELETE, "/v1/keys/{id}", HTTP_ROUTE_ADMIN, key_delete);
