@@ -48,7 +48,8 @@ SERVE_OBJ := $(SERVE_SRC:%.c=$(BUILD)/%.o)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 IMAGE_OBJ := $(IMAGE_ONLY:%.c=$(BUILD)/%.o) $(filter-out $(BUILD)/src/cli/main.o \
-	$(BUILD)/src/cli/run%.o $(BUILD)/src/cli/result.o $(BUILD)/src/cli/doctor.o,$(CLI_OBJ))
+	$(BUILD)/src/cli/run%.o $(BUILD)/src/cli/result.o $(BUILD)/src/cli/doctor.o \
+	$(BUILD)/src/cli/spawn%.o $(BUILD)/src/cli/harness.o,$(CLI_OBJ))
 # Unit tests: each tests/unit-NAME.c is one program, $(BUILD)/unit-NAME, linked against the
 # core as a static archive (the linker takes only the objects a test uses). They print TAP-like
 # lines and a last line "N passed, N failed"; scripts/test runs them.

@@ -27,6 +27,7 @@ static inline void fclosep(FILE **f)
 int run_main(int argc, char **argv);
 int image_main(int argc, char **argv);
 int doctor_main(int argc, char **argv);
+int spawn_main(int argc, char **argv);
 
 /* state.c: the state directory and the image store below it. */
 

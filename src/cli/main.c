@@ -65,6 +65,9 @@ static int main_dispatch(int argc, char **argv)
 		return run_main(argc - 1, argv + 1);
 	if (streq(cmd, "doctor"))
 		return doctor_main(argc - 1, argv + 1);
+	/* Hidden: the daemon's spawner (SPAWN-PROTOCOL.md), not for people. */
+	if (streq(cmd, "__spawn"))
+		return spawn_main(argc - 1, argv + 1);
 	if (streq(cmd, "image"))
 		return main_exec_sibling("cordon-image", argv + 1);
 	if (streq(cmd, "serve"))

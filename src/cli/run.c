@@ -303,11 +303,7 @@ static void run_fill_steps(const struct run_opts *o, const struct runtime_plan *
 	}
 	if (plan && plan->compiled) {
 		struct sbx_step *cc = &spec->steps[0];
-		limits_compile(&cc->limits);
-		/* One scratch space serves both steps and the core sizes it from step 0: keep it
-		 * at the run's own --disk/--max-files so the program's limits hold. */
-		cc->limits.disk_bytes = limits->disk_bytes;
-		cc->limits.max_files = limits->max_files;
+		runtime_compile_limits(limits, NULL, &cc->limits);
 		cc->merge_output = true;
 	}
 	spec->steps[spec->n_steps - 1].stdin_fd = stdin_fd;

@@ -12,27 +12,86 @@
 #include <unistd.h>
 
 #include "cli.h"
-
-static const char *const compile_c[] = {"gcc", "-O2", "-o", "/tmp/a.out", "/tmp/main.c", "-lm",
-					NULL};
-static const char *const compile_cpp[] = {"g++", "-O2", "-o", "/tmp/a.out", "/tmp/main.cpp",
-					  NULL};
+#include "core/limits.h"
 
 static const struct runtime runtimes[] = {
-	{"python", "python3", "/usr/bin/python3", "python3", "-c", "/tmp/main.py", NULL, NULL},
-	{"node", "node", "/usr/bin/node", "nodejs", "-e", "/tmp/main.js", NULL, NULL},
-	{"bash", "bash", "/usr/bin/bash", "bash", "-c", "/tmp/main.sh", NULL, NULL},
-	{"sh", "sh", "/usr/bin/sh", "dash", "-c", "/tmp/main.sh", NULL, NULL},
-	{"c", "gcc", "/usr/bin/gcc", "gcc", NULL, "/tmp/main.c", compile_c, "/tmp/a.out"},
-	{"cpp", "g++", "/usr/bin/g++", "g++", NULL, "/tmp/main.cpp", compile_cpp, "/tmp/a.out"},
+	{.name = "python", .interp = "python3", .host_path = "/usr/bin/python3",
+	 .package = "python3", .code_flag = "-c", .src_path = "/tmp/main.py"},
+	{.name = "node", .interp = "node", .host_path = "/usr/bin/node", .package = "nodejs",
+	 .code_flag = "-e", .src_path = "/tmp/main.js"},
+	{.name = "bash", .interp = "bash", .host_path = "/usr/bin/bash", .package = "bash",
+	 .code_flag = "-c", .src_path = "/tmp/main.sh"},
+	{.name = "sh", .interp = "sh", .host_path = "/usr/bin/sh", .package = "dash",
+	 .code_flag = "-c", .src_path = "/tmp/main.sh"},
+	{.name = "c", .interp = "gcc", .host_path = "/usr/bin/gcc", .package = "gcc",
+	 .src_path = "/tmp/main.c", .compiled = true, .src_exts = ".c", .link_flag = "-lm",
+	 .binary = "/tmp/a.out"},
+	{.name = "cpp", .interp = "g++", .host_path = "/usr/bin/g++", .package = "g++",
+	 .src_path = "/tmp/main.cpp", .compiled = true, .src_exts = ".cpp .cc .cxx",
+	 .binary = "/tmp/a.out"},
+	/* Workers-shaped JavaScript, run by node under cordon's edge harness (spawn-plan.c). */
+	{.name = "edge", .interp = "node", .host_path = "/usr/bin/node", .package = "nodejs",
+	 .src_path = "/tmp/main.mjs", .api_only = true},
 };
 
-const struct runtime *runtime_find(const char *name)
+const struct runtime *runtime_find_api(const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(runtimes); i++)
 		if (streq(name, runtimes[i].name))
 			return &runtimes[i];
 	return NULL;
+}
+
+const struct runtime *runtime_find(const char *name)
+{
+	const struct runtime *rt = runtime_find_api(name);
+	return rt && !rt->api_only ? rt : NULL;
+}
+
+const struct runtime *runtime_at(size_t i)
+{
+	return i < ARRAY_SIZE(runtimes) ? &runtimes[i] : NULL;
+}
+
+int runtime_compile_argv(const struct runtime *rt, const char *out, const char *const *srcs,
+			 size_t n_srcs, const char **ret, size_t max)
+{
+	if (n_srcs > SIZE_MAX - 7 || 4 + n_srcs + 2 > max)
+		return -E2BIG;
+	size_t n = 0;
+	ret[n++] = rt->interp;
+	ret[n++] = "-O2";
+	ret[n++] = "-o";
+	ret[n++] = out;
+	for (size_t i = 0; i < n_srcs; i++)
+		ret[n++] = srcs[i];
+	if (rt->link_flag)
+		ret[n++] = rt->link_flag;
+	ret[n] = NULL;
+	return 0;
+}
+
+void runtime_compile_limits(const struct sbx_limits *run, const struct sbx_limits *given,
+			    struct sbx_limits *ret)
+{
+	if (given)
+		*ret = *given;
+	else
+		limits_compile(ret);
+	ret->disk_bytes = run->disk_bytes;
+	ret->max_files = run->max_files;
+}
+
+bool runtime_is_source(const struct runtime *rt, const char *path)
+{
+	size_t plen = strlen(path);
+	for (const char *e = rt->src_exts; e && *e;) {
+		size_t n = strcspn(e, " ");
+		if (n && plen > n && !memcmp(path + plen - n, e, n))
+			return true;
+		e += n + (e[n] == ' ');
+	}
+	return false;
 }
 
 const char *runtime_names(void)
@@ -43,10 +102,10 @@ const char *runtime_names(void)
 /* Open path (relative to rootfd) the way the sandbox will see it: RESOLVE_IN_ROOT makes
  * absolute symlinks of an image (/usr/bin/python3 -> /etc/alternatives/...) resolve inside the
  * image, never on the host. */
-static int open_in_root(int rootfd, const char *path)
+int runtime_open_in_root(int rootfd, const char *path, int flags)
 {
 	struct open_how how = {
-		.flags = O_PATH | O_CLOEXEC,
+		.flags = (uint64_t)(flags | O_CLOEXEC),
 		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
 	long fd = syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
@@ -120,7 +179,7 @@ int runtime_locate(const struct runtime *rt, const char *root, char *ret_path, s
 		dirs += n + (dirs[n] == ':');
 		if (len < 0 || (size_t)len >= size)
 			return -ENAMETOOLONG;
-		_cleanup_close_ int fd = open_in_root(rootfd, ret_path);
+		_cleanup_close_ int fd = runtime_open_in_root(rootfd, ret_path, O_PATH);
 		if (fd == -ENOSYS) {
 			int found = locate_chrooted(root, rt->interp);
 			if (found == -ENOENT)
@@ -158,6 +217,8 @@ void runtime_print_list(FILE *out, const char *root)
 	for (size_t i = 0; i < ARRAY_SIZE(runtimes); i++) {
 		const struct runtime *rt = &runtimes[i];
 		char path[512];
+		if (rt->api_only)
+			continue;
 		if (runtime_locate(rt, root, path, sizeof(path)) >= 0)
 			fprintf(out, "%-8s %s\n", rt->name, path);
 		else
@@ -166,30 +227,24 @@ void runtime_print_list(FILE *out, const char *root)
 	}
 }
 
-static void argv_copy(const char **dst, const char *const *src)
-{
-	size_t i = 0;
-	for (; src[i] && i + 1 < RUNTIME_MAX_ARGS; i++)
-		dst[i] = src[i];
-	dst[i] = NULL;
-}
-
 void runtime_plan(const struct runtime *rt, const char *code, size_t len, bool from_file,
 		  struct runtime_plan *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	/* Compiled sources always go through a file; interpreters take a FILE the same way, so
 	 * its bytes (NULs included) reach the program unchanged. */
-	if (rt->compile_argv || from_file) {
+	if (rt->compiled || from_file) {
 		ret->has_file = true;
 		ret->file = (struct sbx_file){
 			.path = rt->src_path, .data = code, .len = len, .mode = 0644,
 		};
 	}
-	if (rt->compile_argv) {
+	if (rt->compiled) {
 		ret->compiled = true;
 		ret->n_steps = 2;
-		argv_copy(ret->argv[0], rt->compile_argv);
+		const char *src = rt->src_path;
+		/* 4 + 1 source + 1 link flag + NULL always fits RUNTIME_MAX_ARGS. */
+		(void)runtime_compile_argv(rt, rt->binary, &src, 1, ret->argv[0], RUNTIME_MAX_ARGS);
 		ret->argv[1][0] = rt->binary;
 		return;
 	}
