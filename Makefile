@@ -41,7 +41,7 @@ LIBS_SERVE := -Wl,--as-needed $(shell pkg-config --libs $(SERVE_PKGS) 2>/dev/nul
 SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS) 2>/dev/null)
 
 CORE_SRC := $(wildcard src/core/*.c)
-IMAGE_ONLY := src/cli/image-main.c src/cli/image.c src/cli/extract.c src/cli/rmtree.c
+IMAGE_ONLY := src/cli/image-main.c src/cli/image.c src/cli/extract.c
 CLI_SRC := $(filter-out $(IMAGE_ONLY),$(wildcard src/cli/*.c))
 SERVE_SRC := $(wildcard src/server/*.c)
 SERVE_OBJ := $(SERVE_SRC:%.c=$(BUILD)/%.o)
@@ -76,6 +76,8 @@ $(BUILD)/filter-bpf.inc: $(BUILD)/gen-filter
 	$< > $@.tmp && mv $@.tmp $@
 $(BUILD)/src/core/filter-default.o: $(BUILD)/filter-bpf.inc
 $(BUILD)/src/core/filter-default.o: CFLAGS += -I$(BUILD)
+# The harness programs are embedded with .incbin (src/cli/harness.c).
+$(BUILD)/src/cli/harness.o: $(wildcard src/cli/harness/*)
 
 $(BUILD)/cordon: $(CLI_OBJ) $(BUILD)/libcordon-core.a
 	$(CC) $(LDFLAGS_BASE) $(LDFLAGS_CORDON) $(LDFLAGS) -o $@ $^ $(LIBS_CORDON)

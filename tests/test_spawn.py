@@ -388,3 +388,514 @@ def test_secret_in_every_stream_is_redacted(cordon):
     assert s.result["stdout"] == "[REDACTED]\n[REDACTED]\n", s
     assert s.result["stderr"] == "[REDACTED]", s
     no_secret(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Function-shaped code, captured console, uncaught errors
+
+def test_python_function_gets_input_and_returns_result(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "input": {"xs": [1, 2, 3]},
+                       "code": "def main(input):\n    return {'sum': sum(input['xs']), 'n': None}\n"
+                               "if __name__ == '__main__':\n    print('must not run')\n"})
+    expect(s, None)
+    assert s.result["result"] == {"sum": 6, "n": None}, s
+    assert s.result["stdout"] == "", s
+
+
+def test_python_async_main(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "input": 20,
+                       "code": "import asyncio\nasync def main(n):\n    await asyncio.sleep(0)\n"
+                               "    return [n, n * 2]\n"})
+    expect(s, None)
+    assert s.result["result"] == [20, 40], s
+
+
+def test_python_plain_script_runs_as_main(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "args": ["a1"],
+                       "code": "import sys\ndef main():\n    print('once', __name__, sys.argv[1:])\n"
+                               "if __name__ == '__main__':\n    main()\n"})
+    expect(s, None)
+    assert s.result["stdout"] == "once __main__ ['a1']\n" and s.result["result"] is None, s
+
+
+def test_python_result_must_be_json(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "code": "def main(x):\n    return {1, 2}\n"})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert "not JSON" in s.result["error"]["message"] and s.result["result"] is None, s
+
+
+def test_python_capture_console_levels_in_order(cordon):
+    need("python3")
+    code = ("import logging, sys\nprint('one', 1)\nlogging.warning('two %d', 2)\n"
+            "print('three', file=sys.stderr)\nlogging.getLogger().setLevel(logging.DEBUG)\n"
+            "logging.debug('four')\nlogging.info('five')\nlogging.error('six')\n")
+    s = spawn(cordon, {"runtime": "python", "code": code, "capture_console": True})
+    expect(s, None)
+    logs = s.result["logs"]
+    assert [(l["level"], l["message"]) for l in logs] == [
+        ("log", "one 1"), ("warn", "two 2"), ("error", "three"), ("debug", "four"),
+        ("info", "five"), ("error", "six")], s
+    assert all(l["timestamp"].endswith("Z") and "T" in l["timestamp"] for l in logs), s
+    assert [(e["level"], e["message"]) for e in s.of_type("log")] == \
+        [(l["level"], l["message"]) for l in logs], s
+    # The output still goes where it would have gone, without the records.
+    assert s.result["stdout"] == "one 1\n", s
+    assert "\x1e" not in s.result["stdout"] + s.result["stderr"], s
+
+
+def test_python_console_not_captured_by_default(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "code": "print('x')\nimport logging\nlogging.warning('w')"})
+    expect(s, None)
+    assert s.result["logs"] == [] and s.of_type("log") == [] and s.result["stdout"] == "x\n", s
+
+
+def test_python_uncaught_error_has_stack_and_location(cordon):
+    need("python3")
+    code = "import os\ndef f():\n    return 1 / 0\n\nf()\n"
+    s = spawn(cordon, {"runtime": "python", "code": code})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    e = s.result["error"]
+    assert e["message"] == "ZeroDivisionError: division by zero", s
+    assert e["source_location"] == {"file": "main.py", "line": 3, "column": 12}, s
+    assert 'main.py", line 5' in e["stack"] and 'line 3' in e["stack"], s
+    assert "harness" not in e["stack"] and ".cordon" not in e["stack"], s
+    assert "ZeroDivisionError" in s.result["stderr"], s
+    assert s.result["exit_code"] == 1, s
+
+
+def test_python_syntax_error_location(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "files": [
+        {"path": "pkg/app.py", "content": "x = 1\ny = (2 +\n"}]})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    loc = s.result["error"]["source_location"]
+    assert loc["file"] == "pkg/app.py" and loc["line"] == 2, s
+    assert s.result["error"]["message"].startswith("SyntaxError"), s
+
+
+def test_python_sys_exit_is_plain_exit(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "code": "import sys\nprint('bye')\nsys.exit(3)"})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert s.result["exit_code"] == 3 and s.result["error"]["stack"] is None, s
+
+
+def test_node_function_gets_input_and_returns_result(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "node", "input": {"a": 21},
+                       "code": "module.exports = async function (input) {\n"
+                               "  await new Promise((r) => setTimeout(r, 10));\n"
+                               "  return { doubled: input.a * 2, list: [true, null] };\n};\n"})
+    expect(s, None)
+    assert s.result["result"] == {"doubled": 42, "list": [True, None]}, s
+
+
+def test_node_plain_script_is_main_module(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "node", "args": ["x"],
+                       "code": "if (require.main === module) console.log('main', process.argv.slice(2));"})
+    expect(s, None)
+    assert s.result["stdout"] == "main [ 'x' ]\n" and s.result["result"] is None, s
+
+
+def test_node_capture_console_levels_in_order(cordon):
+    need("node")
+    code = ("console.log('one', 1); console.info('two'); console.warn('three', {a: 1});\n"
+            "console.error('four'); console.debug('five'); process.stdout.write('raw\\n');\n")
+    s = spawn(cordon, {"runtime": "node", "code": code, "capture_console": True})
+    expect(s, None)
+    assert [(l["level"], l["message"]) for l in s.result["logs"]] == [
+        ("log", "one 1"), ("info", "two"), ("warn", "three { a: 1 }"), ("error", "four"),
+        ("debug", "five")], s
+    assert s.result["stdout"] == "one 1\ntwo\nfive\nraw\n", s
+
+
+def test_node_uncaught_error_has_stack_and_location(cordon):
+    need("node")
+    code = "function f() {\n  throw new Error('boom');\n}\nf();\n"
+    s = spawn(cordon, {"runtime": "node", "code": code})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    e = s.result["error"]
+    assert e["message"] == "Error: boom", s
+    assert e["source_location"] == {"file": "main.js", "line": 2, "column": 9}, s
+    assert "node:internal" not in e["stack"] and "harness" not in e["stack"], s
+
+
+def test_node_rejected_function_is_an_error(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "node",
+                       "code": "module.exports = async (x) => {\n  await null;\n  throw new TypeError('bad ' + x);\n};",
+                       "input": "in"})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert s.result["error"]["message"] == "TypeError: bad in", s
+    assert s.result["error"]["source_location"]["line"] == 3, s
+
+
+def test_node_syntax_error_location(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "node", "code": "const a = 1;\nconst b = ;\n"})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert s.result["error"]["source_location"]["line"] == 2, s
+    assert s.result["error"]["message"].startswith("SyntaxError"), s
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge
+
+def node_major():
+    out = subprocess.run(["node", "--version"], stdout=subprocess.PIPE, text=True).stdout
+    return int(out.strip().lstrip("v").split(".")[0])
+
+
+EDGE_ECHO = """export default {
+  async fetch(request, env, ctx) {
+    const body = request.method === 'POST' ? await request.text() : '';
+    ctx.waitUntil(Promise.resolve());
+    return new Response(`${request.method} ${new URL(request.url).pathname}` +
+      `${new URL(request.url).search} ${env.NAME} [${body}] ${request.headers.get('x-in')}`,
+      { status: 201, headers: { 'x-out': 'yes' } });
+  }
+};
+"""
+
+
+def test_edge_get_of_root_by_default(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "edge", "code": EDGE_ECHO, "env": {"NAME": "v"}})
+    expect(s, None)
+    res = s.result["result"]
+    assert res["status"] == 201 and res["headers"]["x-out"] == "yes", s
+    assert res["body"] == "GET / v [] null" and res["body_encoding"] == "utf8", s
+
+
+def test_edge_request_from_input(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "edge", "code": EDGE_ECHO, "env": {"NAME": "v"},
+                       "input": {"method": "POST", "url": "/p?q=1", "body": "data",
+                                 "headers": {"x-in": "h"}}})
+    expect(s, None)
+    assert s.result["result"]["body"] == "POST /p?q=1 v [data] h", s
+
+
+def test_edge_json_input_is_posted(cordon):
+    need("node")
+    code = ("export default { async fetch(r) { return Response.json({ got: await r.json(), "
+            "ct: r.headers.get('content-type') }); } };")
+    s = spawn(cordon, {"runtime": "edge", "code": code, "input": [1, 2]})
+    expect(s, None)
+    assert json.loads(s.result["result"]["body"]) == {"got": [1, 2], "ct": "application/json"}, s
+
+
+def test_edge_binary_body_is_base64(cordon):
+    need("node")
+    code = "export default { fetch() { return new Response(new Uint8Array([0, 255, 1])); } };"
+    s = spawn(cordon, {"runtime": "edge", "code": code})
+    expect(s, None)
+    r = s.result["result"]
+    assert r["body_encoding"] == "base64" and base64.b64decode(r["body"]) == b"\x00\xff\x01", s
+
+
+def test_edge_has_no_node_globals(cordon):
+    need("node")
+    code = ("export default { fetch() { return new Response([typeof process, typeof require, "
+            "typeof Buffer, typeof globalThis.fetch, typeof crypto.subtle].join(' ')); } };")
+    s = spawn(cordon, {"runtime": "edge", "code": code})
+    expect(s, None)
+    assert s.result["result"]["body"] == "undefined undefined undefined function object", s
+
+
+@pytest.mark.parametrize("imp", ["import fs from 'node:fs';", "import cp from 'child_process';",
+                                 "import x from './other.mjs';", "import net from 'node:net';"])
+def test_edge_static_import_is_refused(cordon, imp):
+    need("node")
+    s = spawn(cordon, {"runtime": "edge",
+                       "code": imp + "\nexport default { fetch() { return new Response('x'); } };"})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert "not available in the edge runtime" in s.result["error"]["message"], s
+    assert s.result["result"] is None, s
+
+
+def test_edge_dynamic_import_and_fetch_are_refused(cordon):
+    need("node")
+    code = """export default { async fetch() {
+  const out = [];
+  try { await import('node:fs'); out.push('imported'); } catch (e) { out.push('import refused'); }
+  try { await fetch('http://127.0.0.1:1/'); out.push('fetched'); } catch (e) { out.push(e.message); }
+  return new Response(out.join('|'));
+} };"""
+    s = spawn(cordon, {"runtime": "edge", "code": code})
+    expect(s, None)
+    assert s.result["result"]["body"] == "import refused|fetch: the edge runtime has no network access", s
+
+
+def test_edge_escaped_module_has_no_filesystem_on_node_20(cordon):
+    """A module that climbs out of the vm context to node's own process object. With node's
+    permission model (node >= 20) it still cannot read or write files or start processes."""
+    need("node")
+    if node_major() < 20:
+        pytest.skip("node < 20 has no permission model: an escaped edge module is confined by "
+                    "the sandbox only (edge.mjs says so)")
+    code = """export default { async fetch() {
+  const proc = Request.constructor.constructor('return process')();
+  const out = [typeof proc];
+  for (const f of [() => proc.binding('fs'), () => proc.binding('spawn_sync'),
+                   () => proc.dlopen({}, '/x.node')]) {
+    try { f(); out.push('ALLOWED'); } catch (e) { out.push(e.code || e.message); }
+  }
+  return new Response(out.join(' '));
+} };"""
+    s = spawn(cordon, {"runtime": "edge", "code": code})
+    expect(s, None)
+    body = s.result["result"]["body"]
+    assert body.startswith("object ") and "ALLOWED" not in body, s
+    assert body.split()[1:3] == ["ERR_ACCESS_DENIED", "ERR_ACCESS_DENIED"], s
+
+
+
+
+def test_edge_console_and_error_location(cordon):
+    need("node")
+    code = ("export default {\n  async fetch(request) {\n    console.log('hi', 1);\n"
+            "    console.error('bad');\n    throw new RangeError('nope');\n  }\n};\n")
+    s = spawn(cordon, {"runtime": "edge", "code": code, "capture_console": True})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert [(l["level"], l["message"]) for l in s.result["logs"]] == [("log", "hi 1"), ("error", "bad")], s
+    e = s.result["error"]
+    assert e["message"] == "RangeError: nope", s
+    assert e["source_location"] == {"file": "main.mjs", "line": 5, "column": 11}, s
+
+
+def test_edge_syntax_error_location(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "edge",
+                       "code": "export default {\n  fetch() { return new Response('x'); },\n  oops oops\n};"})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert s.result["error"]["source_location"] == {"file": "main.mjs", "line": 3, "column": 8}, s
+
+
+def test_edge_wrong_shape(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "edge", "code": "export default { nofetch: 1 };"})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert "fetch(request, env, ctx)" in s.result["error"]["message"], s
+
+
+# ---------------------------------------------------------------------------------------------
+# Test cases
+
+FIB_C = r"""#include <stdio.h>
+#warning compiled-here
+int main(void) {
+    int n;
+    if (scanf("%d", &n) != 1) { for (;;) ; }
+    long a = 0, b = 1;
+    for (int i = 0; i < n; i++) { long t = a + b; a = b; b = t; }
+    printf("%ld\n", a);
+    FILE *f = fopen("/cordon-build/a.out", "w");
+    fprintf(stderr, "%s\n", f ? "binary WRITABLE" : "binary read-only");
+    return 0;
+}
+"""
+
+
+def test_tests_compile_once_and_judge_each_case(cordon):
+    need("gcc")
+    s = spawn(cordon, {"runtime": "c", "code": FIB_C, "limits": {"timeout_ms": 2000}, "tests": [
+        {"name": "t1", "stdin": "10\n", "expected_output": "55\n"},
+        {"name": "t2", "stdin": "1\n", "expected_output": "2\n"},
+        {"name": "t3", "stdin": "x", "expected_output": "0\n"},
+        {"name": "t4", "stdin": "20", "expected_output": "6765   \n\n"},
+    ]})
+    ex = s.result
+    assert ex["status"] == "failed" and ex["all_tests_passed"] is False, s
+    t = {c["name"]: c for c in ex["tests"]}
+    assert t["t1"]["passed"] is True and t["t1"]["stdout"] == "55\n", s
+    assert t["t2"]["passed"] is False and t["t2"]["error"] is None, s
+    assert t["t2"]["failure"] == "its output differs from expected_output", s
+    assert t["t3"]["passed"] is False and t["t3"]["error"]["code"] == "SANDBOX_TIMEOUT", s
+    assert t["t4"]["passed"] is True, s  # trailing whitespace and blank lines do not count
+    for c in ex["tests"]:
+        assert c["metrics"]["wall_time_ms"] >= 0 and "memory_peak_bytes" in c["metrics"], c
+    # Compiled once: the #warning shows once in the compile output and its events.
+    assert ex["compile_output"].count("warning: #warning compiled-here") == 1, s
+    compile_events = "".join(e["data"] for e in s.of_type("stderr") if e.get("compile"))
+    assert compile_events.count("warning: #warning compiled-here") == 1, s
+    # A case cannot change the binary for the next one.
+    assert all(c["stderr"] == "binary read-only\n" for c in ex["tests"] if c["name"] != "t3"), s
+    # Output events say which case they belong to.
+    assert s.stream("stdout", test=0) == "55\n" and s.stream("stdout", test=3) == "6765\n", s
+    assert ex["error"]["message"].startswith("test 1 (\"t2\") failed"), s
+
+
+def test_tests_all_pass(cordon):
+    need("g++")
+    code = "#include <iostream>\nint main() { int a, b; std::cin >> a >> b; std::cout << a + b << '\\n'; }"
+    s = spawn(cordon, {"runtime": "cpp", "code": code, "tests": [
+        {"name": "a", "stdin": "1 2", "expected_output": "3\n"},
+        {"name": "b", "stdin": "40 2", "expected_output": "42\n"}]})
+    expect(s, None)
+    assert s.result["all_tests_passed"] is True and len(s.result["tests"]) == 2, s
+
+
+def test_tests_compile_error(cordon):
+    need("gcc")
+    s = spawn(cordon, {"runtime": "c", "code": "int main( {", "tests": [
+        {"name": "a", "stdin": "1", "expected_output": "1"}]})
+    expect(s, "SANDBOX_COMPILE_ERROR")
+    assert s.result["all_tests_passed"] is False and s.result["tests"][0]["passed"] is False, s
+    assert "error" in s.result["compile_output"], s
+
+
+def test_tests_function_input_expected_and_isolation(cordon):
+    need("python3")
+    code = ("import os\ndef main(args):\n    seen = os.path.exists('/tmp/mark')\n"
+            "    open('/tmp/mark', 'w').close()\n    a, b = 0, 1\n    for _ in range(args[0]):\n"
+            "        a, b = b, a + b\n    return {'fib': a, 'seen': seen}\n")
+    s = spawn(cordon, {"runtime": "python", "code": code, "tests": [
+        {"name": "t1", "input": [10], "expected": {"fib": 55, "seen": False}},
+        {"name": "t2", "input": [20], "expected": {"fib": 6765, "seen": False}},
+        {"name": "t3", "input": [3], "expected": {"fib": 3, "seen": False}}]})
+    t = s.result["tests"]
+    assert [c["passed"] for c in t] == [True, True, False], s
+    assert t[2]["result"] == {"fib": 2, "seen": False}, s  # a fresh /tmp for each case
+    assert t[2]["failure"] == "its result differs from expected", s
+
+
+def test_tests_node_and_edge(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "node", "code": "module.exports = (x) => x * 2;", "tests": [
+        {"input": 2, "expected": 4}, {"input": 5, "expected": 10}]})
+    expect(s, None)
+    s = spawn(cordon, {"runtime": "edge", "code": "export default { async fetch(r) { "
+                       "return new Response(await r.text()); } };", "tests": [
+        {"name": "e", "input": {"method": "POST", "body": "ping"},
+         "expected": {"status": 200, "headers": {"content-type": "text/plain;charset=UTF-8"},
+                      "body": "ping", "body_encoding": "utf8"}}]})
+    expect(s, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets everywhere, hostile programs forging records
+
+SECRET_PY = f"""import os, sys, logging, json
+T = os.environ['TOKEN']
+def main(input):
+    print('out', T)
+    print('err', T, file=sys.stderr)
+    logging.warning('log %s', T)
+    # Split across writes, and escaped the way JSON escapes it.
+    os.write(1, T[:3].encode()); sys.stdout.flush(); os.write(1, T[3:].encode() + b'\\n')
+    print(json.dumps(T))
+    if input == 'raise':
+        raise ValueError('bad ' + T)
+    return {{T: [T, 'x' + T]}}
+"""
+
+
+@pytest.mark.parametrize("mode", ["return", "raise"])
+def test_secrets_never_in_any_line(cordon, mode):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "code": SECRET_PY, "input": mode,
+                       "capture_console": True, "secrets": {"TOKEN": SECRET}})
+    no_secret(s)
+    if mode == "return":
+        expect(s, None)
+        assert s.result["result"] == {"[REDACTED]": ["[REDACTED]", "x[REDACTED]"]}, s
+    else:
+        expect(s, "SANDBOX_RUNTIME_ERROR")
+        assert s.result["error"]["message"] == "ValueError: bad [REDACTED]", s
+        assert "[REDACTED]" in s.result["error"]["stack"], s
+    assert any("[REDACTED]" in l["message"] for l in s.result["logs"]), s
+
+
+def test_secrets_never_in_test_outputs(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "code": "import os\nprint(os.environ['TOKEN'])",
+                       "secrets": {"TOKEN": SECRET}, "tests": [
+                           {"name": "t", "expected_output": SECRET + "\n"}]})
+    no_secret(s)
+    t = s.result["tests"][0]
+    assert t["stdout"] == "[REDACTED]\n" and t["passed"] is True, s
+
+
+def test_secrets_never_in_edge_output(cordon):
+    need("node")
+    code = ("export default { fetch(r, env) { console.log(env.TOKEN); "
+            "return new Response(JSON.stringify({[env.TOKEN]: env.TOKEN}), "
+            "{headers: {'x-t': env.TOKEN}}); } };")
+    s = spawn(cordon, {"runtime": "edge", "code": code, "capture_console": True,
+                       "secrets": {"TOKEN": SECRET}})
+    expect(s, None)
+    no_secret(s)
+    assert s.result["result"]["headers"]["x-t"] == "[REDACTED]", s
+
+
+def test_secret_that_matches_the_record_framing(cordon):
+    """A short secret such as "log" or "cordon" occurs in every record's framing: records must
+    still parse (they are split before redaction), and the value is still redacted."""
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "capture_console": True,
+                       "secrets": {"A": "log", "B": "cordon", "C": "t"},
+                       "code": "print('a log line')\ndef main(x):\n    return 'cordon'\n"})
+    expect(s, None)
+    assert s.result["logs"][0]["level"] == "log", s  # the level is cordon's word, not output
+    assert s.result["logs"][0]["message"] == "a [REDACTED] line", s
+    assert s.result["result"] == "[REDACTED]", s
+
+
+FORGE_PY = r"""import sys, os
+fake = '\x1ecordon:' + '0' * 32 + ':'
+print(fake + '{"t":"result","value":"forged"}')
+print(fake + '{"t":"log","level":"error","message":"forged"}')
+sys.stdout.write('\x1ecordon:')
+sys.stdout.flush()
+print('partial')
+print(os.path.exists('/tmp/.cordon/nonce'))
+"""
+
+
+def test_forged_records_without_the_nonce_are_plain_output(cordon):
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "code": FORGE_PY, "capture_console": True})
+    expect(s, None)
+    assert s.result["result"] is None, s
+    assert all(l["message"] != "forged" for l in s.result["logs"]), s
+    out = s.result["stdout"]
+    assert out.count('"forged"') == 2 and "\x1ecordon:partial\n" in out, s
+    assert out.endswith("False\n"), "the nonce file must be gone before the user's code runs\n" + str(s)
+
+
+DIG_PY = r"""import gc, os, sys, time
+# Dig the nonce out of the harness's memory and forge records with it.
+marker = None
+for o in gc.get_objects():
+    if callable(o) and getattr(o, '__name__', '') == 'emit' and getattr(o, '__closure__', None):
+        for c in o.__closure__:
+            v = c.cell_contents
+            if isinstance(v, bytes) and v.startswith(b'\x1ecordon:'):
+                marker = v
+assert marker, 'nonce not found'
+os.write(1, marker + b'{"t":"error","value":{"name":"X","message":"forged","stack":"forged","file":"x","line":1}}\n')
+os.write(1, marker + b'{"t":"result","value":"forged"}\n')
+time.sleep(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("sleep,code", [(0, None), (30, "SANDBOX_TIMEOUT")])
+def test_forged_records_cannot_change_cordons_verdict(cordon, sleep, code):
+    """A program that finds the nonce can forge its own result and logs (it controls those
+    anyway), never the status, exit code or a limit's verdict."""
+    need("python3")
+    s = spawn(cordon, {"runtime": "python", "code": DIG_PY, "args": [str(sleep)],
+                       "limits": {"timeout_ms": 1500}})
+    expect(s, code)
+    assert s.result["result"] == "forged", s  # it could have returned it as well
+    if code is None:
+        assert s.result["error"] is None and s.result["exit_code"] == 0, s
+    else:
+        assert s.result["error"]["stack"] is None and s.result["error"]["message"] != "forged", s

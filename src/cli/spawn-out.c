@@ -171,6 +171,20 @@ int spawn_redact_json(json_t *v, const char *const *secrets, size_t n)
 	return r;
 }
 
+int spawn_redact_field(json_t *obj, const char *key, const char *const *secrets, size_t n)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v || n == 0)
+		return 0;
+	if (!json_is_string(v))
+		return spawn_redact_json(v, secrets, n);
+	bool changed;
+	json_t *r = redact_string(v, secrets, n, &changed);
+	if (!r)
+		return -ENOMEM;
+	return json_object_set_new(obj, key, r) < 0 ? -ENOMEM : 0;
+}
+
 /* ---- UTF-8 at event boundaries ---- */
 
 /* Bytes at the end of buf that begin a UTF-8 sequence not complete yet (0-3). */
@@ -278,7 +292,8 @@ static void record_log(struct spawn_out *o, json_t *rec)
 	 * cannot date its logs. */
 	spawn_timestamp(ts, sizeof(ts));
 	json_t *entry = json_pack("{s:s, s:O, s:s}", "level", level, "message", msg, "timestamp", ts);
-	if (!entry || spawn_redact_json(entry, o->secrets, o->n_secrets) < 0) {
+	/* The message only: the level and the time are cordon's words, not the program's. */
+	if (!entry || spawn_redact_field(entry, "message", o->secrets, o->n_secrets) < 0) {
 		json_decref(entry);
 		o->oom = true;
 		return;

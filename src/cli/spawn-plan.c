@@ -81,6 +81,17 @@ static char *harness_conf(const struct spawn_req *req, json_t *input)
 	return text;
 }
 
+/* Major version of the image's node (its dpkg database), 0 when unknown. */
+static int edge_node_major(void)
+{
+	char v[64];
+	uint64_t major = 0;
+	if (spawn_pkg_version(spawn_image_root, "nodejs", v, sizeof(v)) < 0)
+		return 0;
+	v[strcspn(v, ".")] = 0;
+	return parse_u64(v, &major) == 0 && major < 1000 ? (int)major : 0;
+}
+
 static int plan_harness(const struct spawn_req *req, json_t *input, struct spawn_plan *p,
 			size_t *argc)
 {
@@ -94,9 +105,17 @@ static int plan_harness(const struct spawn_req *req, json_t *input, struct spawn
 	const char **argv = p->argv[p->n_steps - 1];
 	argv[(*argc)++] = req->rt->interp;
 	if (h->edge) {
-		/* Edge modules only: vm.SourceTextModule is behind this flag on node 18 and 20. */
+		/* vm.SourceTextModule is behind this flag on node 18 and 20. */
 		argv[(*argc)++] = "--experimental-vm-modules";
 		argv[(*argc)++] = "--no-warnings";
+		/* Node's permission model where the image's node has it (20+; renamed in 23):
+		 * fs reads of the harness only, no writes, no child processes, no workers or
+		 * addons, enforced below JavaScript (edge.mjs lists every layer). */
+		int major = edge_node_major();
+		if (major >= 20) {
+			argv[(*argc)++] = major >= 23 ? "--permission" : "--experimental-permission";
+			argv[(*argc)++] = "--allow-fs-read=" SPAWN_HARNESS_DIR "/edge.mjs";
+		}
 		p->edge_stdin = true;
 	}
 	argv[(*argc)++] = h->path;
@@ -117,7 +136,9 @@ int spawn_plan_make(const struct spawn_req *req, const char *compile_out, const 
 		    json_t *input, struct spawn_plan *p, struct cdn_err *err)
 {
 	memset(p, 0, sizeof(*p));
-	for (size_t i = 0; i < req->n_files; i++)
+	/* Edge has no filesystem: its module reaches the harness on stdin, never a file. */
+	bool edge = req->rt && harness_for(req->rt->name) && harness_for(req->rt->name)->edge;
+	for (size_t i = 0; i < req->n_files && !edge; i++)
 		if (add_file(p, req->files[i].path, req->files[i].data, req->files[i].len, 0644) < 0)
 			return err_set(err, E2BIG, "too many files");
 	const struct runtime *rt = req->rt;
@@ -183,8 +204,12 @@ char *spawn_plan_edge_stdin(const struct spawn_req *req, const struct spawn_plan
 			return NULL;
 		}
 	}
+	const struct spawn_file *f = &req->files[0];
+	for (size_t i = 0; i < req->n_files; i++)
+		if (streq(req->files[i].rel, req->entrypoint))
+			f = &req->files[i];
 	json_t *o = json_pack("{s:s, s:s%, s:s, s:O, s:b, s:b, s:o}", "nonce", p->nonce, "code",
-			      req->files[0].data, req->files[0].len, "file", req->files[0].path,
+			      f->data, f->len, "file", f->path,
 			      "input", input ? input : json_null(), "has_input", input != NULL,
 			      "capture", req->capture_console, "env", env);
 	if (!o)

@@ -168,6 +168,13 @@ int spawn_run_once(const struct spawn_req *req, const struct spawn_plan *plan,
 		out->compile_step = 0;
 	}
 	spec.steps[plan->n_steps - 1].stdin_fd = in_fd;
+	if (plan->edge_stdin) {
+		/* Edge: an empty writable area, as small as the limit table allows; the module
+		 * has nothing to write and, escaped from its vm context, little room to. */
+		struct sbx_limits *l = &spec.steps[0].limits;
+		l->disk_bytes = 1u << 20;
+		l->max_files = 16;
+	}
 	if (plan->harness)
 		out->record_step = (int)plan->n_steps - 1;
 	memset(ret, 0, sizeof(*ret));
@@ -176,26 +183,58 @@ int spawn_run_once(const struct spawn_req *req, const struct spawn_plan *plan,
 	return r;
 }
 
-static const char *const redacted_fields[] = {
-	"stdout", "stderr", "compile_output", "result", "logs", "error", "tests",
-};
+/* Redaction of the result object, field by field: what the program produced is redacted, the
+ * words of the protocol (a status, an error code, a log level) never are, so a short secret such
+ * as "log" cannot garble the answer. */
+static int redact_fields(json_t *o, const char *const *keys, size_t n_keys,
+			 const struct spawn_req *req)
+{
+	for (size_t i = 0; i < n_keys; i++)
+		if (spawn_redact_field(o, keys[i], req->secrets, req->n_secrets) < 0)
+			return -ENOMEM;
+	return 0;
+}
 
-/* Every program-derived field of the execution object, redacted after decoding. */
+static int redact_error(json_t *e, const struct spawn_req *req)
+{
+	static const char *const keys[] = {"message", "stack"};
+	if (!json_is_object(e))
+		return 0;
+	json_t *loc = json_object_get(e, "source_location");
+	if (json_is_object(loc) && spawn_redact_field(loc, "file", req->secrets, req->n_secrets))
+		return -ENOMEM;
+	return redact_fields(e, keys, ARRAY_SIZE(keys), req);
+}
+
+static int redact_logs(json_t *logs, const struct spawn_req *req)
+{
+	for (size_t i = 0; i < json_array_size(logs); i++)
+		if (spawn_redact_field(json_array_get(logs, i), "message", req->secrets,
+				       req->n_secrets) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
 static int spawn_redact_execution(json_t *ex, const struct spawn_req *req)
 {
-	json_t *wrap = json_object();
-	if (!wrap)
+	static const char *const keys[] = {"stdout", "stderr", "compile_output", "result"};
+	static const char *const test_keys[] = {"name", "stdout", "stderr", "expected_output",
+						"result", "expected"};
+	if (req->n_secrets == 0)
+		return 0;
+	if (redact_fields(ex, keys, ARRAY_SIZE(keys), req) < 0 ||
+	    redact_error(json_object_get(ex, "error"), req) < 0 ||
+	    redact_logs(json_object_get(ex, "logs"), req) < 0)
 		return -ENOMEM;
-	for (size_t i = 0; i < ARRAY_SIZE(redacted_fields); i++) {
-		json_t *v = json_object_get(ex, redacted_fields[i]);
-		if (v)
-			json_object_set(wrap, redacted_fields[i], v);
+	json_t *tests = json_object_get(ex, "tests");
+	for (size_t i = 0; i < json_array_size(tests); i++) {
+		json_t *t = json_array_get(tests, i);
+		if (redact_fields(t, test_keys, ARRAY_SIZE(test_keys), req) < 0 ||
+		    redact_error(json_object_get(t, "error"), req) < 0 ||
+		    redact_logs(json_object_get(t, "logs"), req) < 0)
+			return -ENOMEM;
 	}
-	int r = spawn_redact_json(wrap, req->secrets, req->n_secrets);
-	if (r == 0)
-		r = json_object_update_existing(ex, wrap) < 0 ? -ENOMEM : 0;
-	json_decref(wrap);
-	return r;
+	return 0;
 }
 
 json_t *spawn_error_json(const struct result_info *info, const struct sbx_result *r,
@@ -256,17 +295,33 @@ static json_t *spawn_execution(const struct spawn_req *req, const struct result_
 	return ex;
 }
 
+int spawn_begin(const struct spawn_req *req, const char *compile_out, const char *run_binary,
+		json_t *input, struct spawn_plan *plan, struct spawn_out *out, struct cdn_err *err)
+{
+	int r = spawn_plan_make(req, compile_out, run_binary, input, plan, err);
+	if (r < 0)
+		return r;
+	if (spawn_out_init(out, req->secrets, req->n_secrets, plan->harness ? plan->nonce : NULL)) {
+		spawn_out_release(out);
+		spawn_plan_release(plan);
+		return err_set(err, ENOMEM, "output buffers");
+	}
+	return 0;
+}
+
+void spawn_end(struct spawn_plan *plan, struct spawn_out *out)
+{
+	spawn_out_release(out);
+	spawn_plan_release(plan);
+}
+
 static int spawn_single(const struct spawn_req *req, json_t **ret, struct cdn_err *err)
 {
 	struct spawn_plan plan;
-	int r = spawn_plan_make(req, NULL, NULL, req->input, &plan, err);
+	struct spawn_out out;
+	int r = spawn_begin(req, NULL, NULL, req->input, &plan, &out, err);
 	if (r < 0)
 		return r;
-	struct spawn_out out;
-	if (spawn_out_init(&out, req->secrets, req->n_secrets, plan.harness ? plan.nonce : NULL)) {
-		spawn_plan_release(&plan);
-		return err_set(err, ENOMEM, "output buffers");
-	}
 	struct result_info info = {
 		.runtime = req->rt ? req->rt->name : NULL,
 		.image = req->image,
@@ -290,8 +345,7 @@ static int spawn_single(const struct spawn_req *req, json_t **ret, struct cdn_er
 		if (!*ret)
 			r = err_set(err, ENOMEM, "building the result: out of memory");
 	}
-	spawn_out_release(&out);
-	spawn_plan_release(&plan);
+	spawn_end(&plan, &out);
 	return r;
 }
 

@@ -90,6 +90,8 @@ int spawn_emit(json_t *obj);
 void spawn_timestamp(char *buf, size_t size);
 /* Replace every secret in every string (and object key) of v, in place. */
 int spawn_redact_json(json_t *v, const char *const *secrets, size_t n);
+/* Redact the value of obj[key] (a string, or every string inside it); absent is fine. */
+int spawn_redact_field(json_t *obj, const char *key, const char *const *secrets, size_t n);
 /* One-shot redaction of a buffer: a malloc'd copy (NULL when out of memory). */
 char *spawn_redact_buf(const char *s, size_t len, const char *const *secrets, size_t n,
 		       size_t *ret_len);
@@ -164,6 +166,12 @@ char *spawn_plan_edge_stdin(const struct spawn_req *req, const struct spawn_plan
 			    json_t *input, size_t *ret_len);
 
 /* ---- spawn.c, used by spawn-tests.c ---- */
+
+/* The plan of one sandbox run and its output collector (the record marker set when the plan
+ * has a harness); spawn_end releases both. */
+int spawn_begin(const struct spawn_req *req, const char *compile_out, const char *run_binary,
+		json_t *input, struct spawn_plan *plan, struct spawn_out *out, struct cdn_err *err);
+void spawn_end(struct spawn_plan *plan, struct spawn_out *out);
 
 /* One sandbox run of plan with the given stdin; out collects its output. Returns 0 when the
  * sandbox ran (the verdict in ret), -errno when cordon failed (err says why). */
