@@ -169,6 +169,23 @@ build-fuzz/fuzz-extract: tests/fuzz/fuzz-extract.c $(FUZZ_EXTRACT_SRC)
 	clang -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZ_WITH_LIBFUZZER -Isrc \
 		-fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS_IMAGE)
 
+FUZZ_SPAWN_REQ_SRC := src/cli/spawn-req.c src/cli/cli.c src/cli/state.c src/cli/runtime.c \
+	src/core/limits.c src/core/util.c
+FUZZ_SPAWN_REQ_OBJ := $(FUZZ_SPAWN_REQ_SRC:src/cli/%.c=$(BUILD)/src/cli/%.o)
+FUZZ_SPAWN_REQ_OBJ := $(filter $(BUILD)/src/cli/%,$(FUZZ_SPAWN_REQ_OBJ))
+$(BUILD)/unit-fuzz-spawn-req: tests/fuzz/fuzz-spawn-req.c tests/fuzz/replay.h \
+		$(FUZZ_SPAWN_REQ_OBJ) $(BUILD)/libcordon-core.a
+	$(CC) $(CFLAGS_BASE) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) \
+		-DFUZZ_CORPUS='"tests/fuzz/corpus/spawn-req"' $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
+		$(FUZZ_SPAWN_REQ_OBJ) $(BUILD)/libcordon-core.a $(LIBS_CORDON)
+UNIT_BIN += $(BUILD)/unit-fuzz-spawn-req
+
+build-fuzz/fuzz-spawn-req: tests/fuzz/fuzz-spawn-req.c $(FUZZ_SPAWN_REQ_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZ_WITH_LIBFUZZER -Isrc $(PKG_CFLAGS) \
+		-fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS_CORDON)
+
+
 # libFuzzer needs every object built with clang's coverage instrumentation: the validator's
 # sources are compiled straight into the target; --gc-sections drops what it never calls.
 FUZZ_REQUEST_SRC := src/server/validate.c src/server/validate-exec.c src/server/tenants.c \
@@ -193,7 +210,8 @@ build-fuzz/fuzz-store: tests/fuzz/fuzz-store.c $(STORE_SRC) src/core/util.c buil
 		-fsanitize=fuzzer,address,undefined -o $@ tests/fuzz/fuzz-store.c $(STORE_SRC) \
 		src/core/util.c $(LIBS_STORE)
 
-fuzz: build-fuzz/fuzz-extract build-fuzz/fuzz-exec-request build-fuzz/fuzz-store
+fuzz: build-fuzz/fuzz-extract build-fuzz/fuzz-exec-request build-fuzz/fuzz-store \
+	build-fuzz/fuzz-spawn-req
 
 # Store benchmark (not part of `all`; numbers only): build/bench-store [DIR].
 $(BUILD)/bench-store: bench/store.c $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a \

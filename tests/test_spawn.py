@@ -899,3 +899,43 @@ def test_forged_records_cannot_change_cordons_verdict(cordon, sleep, code):
         assert s.result["error"] is None and s.result["exit_code"] == 0, s
     else:
         assert s.result["error"]["stack"] is None and s.result["error"]["message"] != "forged", s
+
+
+def test_signal_cancels_a_test_run(cordon, request):
+    """SIGTERM while test cases run: the case in progress is killed, no later case starts."""
+    p = subprocess.Popen([cordon.bin, "__spawn", "--state-dir", cordon.state_dir],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=cordon.env)
+    request.node.exclude_pids.add(p.pid)
+    p.stdin.write(json.dumps({"runtime": "sh", "code": 'echo "ready $(cat)"; exec sleep 60',
+                              "tests": [{"name": "a", "stdin": "a"}, {"name": "b", "stdin": "b"},
+                                        {"name": "c", "stdin": "c"}]}).encode())
+    p.stdin.close()
+    p.stdin = None
+    _, rest = read_events_until(p, lambda e: e["type"] == "stdout" and "ready a" in e["data"])
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    request.node.exclude_pids.discard(p.pid)
+    assert p.returncode == 0, (p.returncode, err)
+    events = [json.loads(line) for line in (rest + out).decode().splitlines()]
+    ex = events[-1]["execution"]
+    assert ex["status"] == "cancelled" and ex["error"]["code"] == "SANDBOX_CANCELLED", ex
+    assert len(ex["tests"]) == 1 and ex["tests"][0]["error"]["code"] == "SANDBOX_CANCELLED", ex
+    assert ex["all_tests_passed"] is False, ex
+    assert not any(e.get("test") == 1 for e in events), events
+
+
+def test_request_fuzz_corpus_is_refused_or_accepted_cleanly(cordon):
+    """Every file of the request fuzz corpus gets either a result or exit 125 with one line."""
+    corpus = os.path.join(os.path.dirname(__file__), "fuzz", "corpus", "spawn-req")
+    for name in sorted(os.listdir(corpus)):
+        data = open(os.path.join(corpus, name), "rb").read()
+        argv = [cordon.bin, "__spawn", "--state-dir", cordon.state_dir]
+        p = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=cordon.env, timeout=RUN_TIMEOUT)
+        if p.returncode == 125:
+            assert p.stdout == b"" or p.stdout.count(b"\n") >= 1, name
+            assert len(p.stderr.decode().splitlines()) == 1, (name, p.stderr)
+        else:
+            assert p.returncode == 0, (name, p.returncode, p.stderr)
+            assert json.loads(p.stdout.splitlines()[-1])["type"] == "result", name

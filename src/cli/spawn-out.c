@@ -101,7 +101,8 @@ char *spawn_redact_buf(const char *s, size_t len, const char *const *secrets, si
 	struct buf_sink sink = {0};
 	if (redact_init(&red, secrets, n) < 0)
 		return NULL;
-	int r = redact_feed(&red, s, len, sink_emit, &sink);
+	/* Nothing to feed for "": the redactor's buffers stay unallocated. */
+	int r = len ? redact_feed(&red, s, len, sink_emit, &sink) : 0;
 	redact_flush(&red, sink_emit, &sink);
 	redact_release(&red);
 	buf_append(&sink.b, "", 0, &sink.oom); /* a buffer even for "" */
