@@ -234,7 +234,7 @@ def test_utf8_split_across_writes_is_one_character(cordon):
 
 
 def test_workspace_is_bound_writable(cordon):
-    ws = cordon.mkdir("ws", 0o777)
+    ws = cordon.mkdir("ws", 0o755)
     (ws / "in.txt").write_text("hello")
     os.chmod(ws / "in.txt", 0o644)
     s = spawn(cordon, {"command": ["sh", "-c", "pwd; cat in.txt; echo made > out.txt"],
@@ -242,6 +242,8 @@ def test_workspace_is_bound_writable(cordon):
     expect(s, None)
     assert s.result["stdout"] == "/workspace\nhello", s
     assert (ws / "out.txt").read_text() == "made\n"
+    # Handed to the sandbox's uid for the run, ours again afterwards.
+    assert os.stat(ws / "out.txt").st_uid == os.getuid() and os.stat(ws).st_uid == os.getuid()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
  *
  * Compiled runtimes: the compile step runs in its own sandbox with a fresh host directory
  * (<state>/spawn-XXXXXX/out, inside our 0700 state dir, so no other host user reaches it) bound
- * writable at /cordon-build; gcc writes /cordon-build/a.out there. The host's exposure is that
+ * writable at /cordon-build and handed to the sandbox's uid for that run; gcc writes /cordon-build/a.out there. The host's exposure is that
  * one file, bounded by compile_limits.file_size_bytes. Once the compile sandbox is gone (all
  * its processes died with it), the binary is checked to be a regular file (not a symlink the
  * compiler step could have planted), made root-owned and read-only, and bound read-only at
@@ -94,9 +94,9 @@ static int build_dir_make(struct build_dir *b, struct cdn_err *err)
 	b->binary = strprintf("%s/out/a.out", tmpl);
 	if (!b->out || !b->binary)
 		return err_set(err, ENOMEM, "build directory");
-	/* Writable by the compile sandbox's unprivileged uid, which is not known before the run;
-	 * the 0700 parent keeps every other host user out. */
-	if (mkdir(b->out, 0700) < 0 || chmod(b->out, 0777) < 0)
+	/* Handed to the compile sandbox's uid for its run (the bind's give), ours again after;
+	 * the 0700 parent keeps every other host user out meanwhile. */
+	if (mkdir(b->out, 0700) < 0)
 		return err_set(err, errno, "creating \"%s\"", b->out);
 	return 0;
 }
@@ -280,7 +280,7 @@ static int compile_once(const struct spawn_req *req, struct build_dir *b, json_t
 	int r = spawn_begin(req, BUILD_BINARY, NULL, NULL, &plan, &out, err);
 	if (r < 0)
 		return r;
-	struct sbx_bind bind = {b->out, BUILD_DEST, true};
+	struct sbx_bind bind = {b->out, BUILD_DEST, true, true};
 	struct spawn_run_extra extra = {&bind, 1};
 	struct sbx_result res;
 	r = spawn_run_once(req, &plan, NULL, 0, &extra, &out, &res, err);
@@ -346,7 +346,7 @@ json_t *spawn_tests_run(const struct spawn_req *req, struct cdn_err *err)
 		}
 		if ((r = build_dir_seal(&b, err)) < 0)
 			goto out;
-		bind = (struct sbx_bind){b.binary, BUILD_BINARY, false};
+		bind = (struct sbx_bind){b.binary, BUILD_BINARY, false, false};
 		extra = (struct spawn_run_extra){&bind, 1};
 		binary = BUILD_BINARY;
 	}

@@ -134,7 +134,9 @@ int spawn_run_once(const struct spawn_req *req, const struct spawn_plan *plan,
 	struct sbx_bind binds[8];
 	size_t n_binds = 0;
 	if (req->ws_host)
-		binds[n_binds++] = (struct sbx_bind){req->ws_host, req->ws_path, true};
+		/* give: the workspace belongs to the sandbox's uid for the run, so its files are
+		 * writable inside, and comes back to us afterwards (core/handover.h). */
+		binds[n_binds++] = (struct sbx_bind){req->ws_host, req->ws_path, true, true};
 	for (size_t i = 0; extra && i < extra->n_binds && n_binds < ARRAY_SIZE(binds); i++)
 		binds[n_binds++] = extra->binds[i];
 
