@@ -179,6 +179,9 @@ def test_no_auth_on_loopback_needs_no_key(start_daemon):
     assert not (d.state_dir / "admin.key").exists()
     r = d.request("GET", "/v1/tenant", key=None)
     assert r.status == 200 and r.json["id"] == "default", r
+    # The built-in tenant is a row of the store, so its executions' records can refer to it.
+    r = d.request("GET", "/v1/tenants", key=None)
+    assert [t["id"] for t in r.json["data"]] == ["default"], r
 
 
 def test_usage_lists_the_month(daemon):

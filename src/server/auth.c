@@ -191,7 +191,7 @@ static int write_key_file(const char *state_dir, const char *key, struct cdn_err
 int auth_init(struct srv *s, struct cdn_err *err)
 {
 	if (s->cfg.no_auth)
-		return 0;
+		return tenants_ensure_builtin(s, err);
 	bool exists = false;
 	int rc = tenants_admin_key_exists(s, &exists, err);
 	if (rc < 0 || exists)

@@ -299,6 +299,23 @@ int tenants_create_admin(struct srv *s, const char *key_id, const char *key_pref
 	return key_store(s, TENANT_ADMIN_ID, key_id, key_prefix, hash, true, err);
 }
 
+int tenants_ensure_builtin(struct srv *s, struct cdn_err *err)
+{
+	struct tenant t;
+	tenant_builtin(&t);
+	struct store_tenant st;
+	int rc = store_tenant_get(s->store, t.id, &st, err);
+	if (rc != -ENOENT)
+		return rc;
+	st = (struct store_tenant){.created_at_ms = now_ms()};
+	snprintf(st.id, sizeof(st.id), "%s", t.id);
+	snprintf(st.name, sizeof(st.name), "%s", t.name);
+	if (plan_to_store(&t.plan, &st.plan) < 0)
+		return err_set(err, ENOMEM, "encoding the default plan");
+	rc = store_tenant_create(s->store, &st, err);
+	return rc == -EEXIST ? 0 : rc;
+}
+
 /* ---- quotas ------------------------------------------------------------------------------- */
 
 /* Seconds until the next calendar month (UTC) begins. */

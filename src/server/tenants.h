@@ -50,6 +50,9 @@ void tenant_builtin(struct tenant *ret);
 int tenants_lookup_key(struct srv *s, const char *hash, char *ret_key_id, size_t key_id_size,
 		       struct tenant *ret_tenant, bool *ret_admin);
 int tenants_admin_key_exists(struct srv *s, bool *ret_exists, struct cdn_err *err);
+/* --no-auth: the built-in tenant exists in the store (records of its executions refer to
+ * it). */
+int tenants_ensure_builtin(struct srv *s, struct cdn_err *err);
 /* First start: the "admin" tenant (if missing) and its admin key. */
 int tenants_create_admin(struct srv *s, const char *key_id, const char *key_prefix,
 			 const char *hash, struct cdn_err *err);
