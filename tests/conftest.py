@@ -155,14 +155,20 @@ def cgroup_parents():
             if os.path.isdir(p)]
 
 
+TRUST_LEVELS = ("high", "medium", "low", "untrusted")
+
+
 def cgroups():
     """{(path, inode)} of every cgroup below a cordon parent (the inode tells a re-created
-    cgroup from the one that was there before)."""
+    cgroup from the one that was there before). The level subtrees (cordon/low, ...) are
+    cordon's own and stay, like the parent: not counted."""
     found = set()
     for parent in cgroup_parents():
         for dirpath, dirnames, _ in os.walk(parent):
             for d in dirnames:
                 p = os.path.join(dirpath, d)
+                if dirpath == parent and d in TRUST_LEVELS:
+                    continue
                 try:
                     found.add((p, os.stat(p).st_ino))
                 except OSError:

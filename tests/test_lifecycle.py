@@ -138,3 +138,40 @@ def test_nothing_accumulates_in_state_dir(cordon):
     assert listing() == first, f"new entries in the state dir: {listing() - first}"
     assert wait_until(lambda: not leftover_cgroups(before.cgroups), 2), \
         leftover_cgroups(before.cgroups)
+
+
+def test_trust_levels_have_their_own_cgroup_subtrees(cordon):
+    """Runs of different trust levels never share a cgroup parent (PRODUCT.md): each sandbox's
+    cgroup is cordon/<level>/<slot>, seen from the host while both runs are alive."""
+    from conftest import cgroup_parents, cgroup_pids, proc_table, is_mine
+    procs = {}
+    for level in ("untrusted", "high"):
+        procs[level] = subprocess.Popen(
+            [CORDON, "run", "--state-dir", cordon.state_dir, "--json", "--trust", level,
+             "-t", "60s", "--ro", f"{cordon.helper_path}:/helper", "--", "/helper", "sleep",
+             "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cordon.env)
+    try:
+        def placed():
+            """{level: cgroup path} of our live sandboxes, found by their processes."""
+            table = proc_table()
+            out = {}
+            for parent in cgroup_parents():
+                for dirpath, dirnames, _ in os.walk(parent):
+                    if dirpath == parent:
+                        continue
+                    pids = cgroup_pids(dirpath)
+                    if pids and all(is_mine(p, table) for p in pids):
+                        rel = os.path.relpath(dirpath, parent)
+                        out.setdefault(rel.split("/")[0], set()).add(rel)
+            return out if {"untrusted", "high"} <= set(out) else None
+        seen = wait_until(placed, 60)
+        assert seen, "the two sandboxes never appeared in their level subtrees"
+        for level in ("untrusted", "high"):
+            for rel in seen[level]:
+                parts = rel.split("/")
+                assert len(parts) == 2 and parts[1].startswith(level + "-"), rel
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)  # cancel: cordon removes the sandbox and its cgroup
+        for p in procs.values():
+            p.communicate(timeout=120)

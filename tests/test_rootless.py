@@ -506,7 +506,7 @@ def test_delegated_supervisor_killed(rootless, delegated):
             f"{rootless.helper_path}:/helper", "--", "/helper", "sleep", "100"]
     p = subprocess.Popen(rootless.argv(args, delegated), stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=rootless.env)
-    sandbox_cg = delegated / "cordon" / "low-0"
+    sandbox_cg = delegated / "cordon" / "low" / "low-0"
     try:
         def sandbox_running():
             try:
@@ -524,7 +524,7 @@ def test_delegated_supervisor_killed(rootless, delegated):
             p.wait()
     left = sorted(str(pathlib.Path(d).relative_to(delegated))
                   for d, _, _ in os.walk(delegated) if pathlib.Path(d) != delegated)
-    assert set(left) == {"cordon", "cordon/low-0", "cordon-supervisor"}, left
+    assert set(left) == {"cordon", "cordon/low", "cordon/low/low-0", "cordon-supervisor"}, left
     for d in left:
         assert (delegated / d / "cgroup.procs").read_text() == "", (d, "still has processes")
     # The administrator's cleanup (cordon cannot do it: the next process cannot even enter a

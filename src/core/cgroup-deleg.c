@@ -197,6 +197,11 @@ void cg_deleg_leave(void)
 	/* Best effort, in the order the kernel allows: cordon's parent (empty now: every sandbox
 	 * cgroup is gone), then the controllers, which a cgroup holding a process cannot have,
 	 * then the move back. A step that fails leaves the rest in place, still only in D. */
+	int pfd = openat(fd, CG_PARENT, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (pfd >= 0) {
+		cg_remove_levels(pfd);
+		close(pfd);
+	}
 	if (cg_rmdir_retry(fd, CG_PARENT) < 0)
 		return;
 	for (size_t i = ARRAY_SIZE(deleg_needed); i-- > 0;) {

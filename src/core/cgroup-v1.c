@@ -48,8 +48,12 @@ static int v1_create(struct cg *cg, const char *name, struct cdn_err *err)
 	int r = open_parents(err);
 	if (r < 0)
 		return r;
-	snprintf(cg->name, sizeof(cg->name), "%s", name);
+	char level[16];
+	cg_level_path(name, cg->name, sizeof(cg->name), level, sizeof(level));
+	name = cg->name; /* "low/low-17": below its level's subtree */
 	for (int h = 0; h < H__COUNT; h++) {
+		if ((r = cg_make_level(parent_fd[h], level, false, err)) < 0)
+			return r;
 		if (mkdirat(parent_fd[h], name, 0755) < 0) {
 			if (errno != EEXIST)
 				return err_set(err, errno, "creating %s cgroup \"%s\"", hier_names[h],

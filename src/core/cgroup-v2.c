@@ -79,7 +79,11 @@ static int v2_create(struct cg *cg, const char *name, struct cdn_err *err)
 	int r = open_parent(err);
 	if (r < 0)
 		return r;
-	snprintf(cg->name, sizeof(cg->name), "%s", name);
+	char level[16];
+	cg_level_path(name, cg->name, sizeof(cg->name), level, sizeof(level));
+	name = cg->name; /* "low/low-17": below its level's subtree */
+	if ((r = cg_make_level(parent_fd, level, true, err)) < 0)
+		return r;
 	if (mkdirat(parent_fd, name, 0755) < 0) {
 		if (errno != EEXIST)
 			return err_set(err, errno, "creating cgroup \"%s\"", name);

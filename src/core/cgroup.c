@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "slot.h"
@@ -97,9 +98,55 @@ int cg_remove_child(int parentfd, const char *name)
 	return cg_rmdir_retry(parentfd, name);
 }
 
-int cg_sweep_parent(int parentfd)
+static const char *const cg_levels[] = {"high", "medium", "low", "untrusted"};
+
+static bool cg_is_level(const char *s, size_t len)
 {
-	int fd = fcntl(parentfd, F_DUPFD_CLOEXEC, 3);
+	for (size_t i = 0; i < ARRAY_SIZE(cg_levels); i++)
+		if (strlen(cg_levels[i]) == len && !strncmp(cg_levels[i], s, len))
+			return true;
+	return false;
+}
+
+void cg_level_path(const char *name, char *ret, size_t size, char *ret_level, size_t level_size)
+{
+	const char *dash = strrchr(name, '-');
+	size_t len = dash ? (size_t)(dash - name) : 0;
+	if (!dash || !cg_is_level(name, len)) {
+		snprintf(ret, size, "%s", name);
+		snprintf(ret_level, level_size, "%s", "");
+		return;
+	}
+	snprintf(ret_level, level_size, "%.*s", (int)len, name);
+	snprintf(ret, size, "%.*s/%s", (int)len, name, name);
+}
+
+int cg_make_level(int parentfd, const char *level, bool v2, struct cdn_err *err)
+{
+	if (!level[0])
+		return 0;
+	if (mkdirat(parentfd, level, 0755) < 0 && errno != EEXIST)
+		return err_set(err, errno, "creating the \"%s\" level cgroup", level);
+	if (!v2)
+		return 0;
+	/* Every run asks again (one small write): a subtree left half made by a supervisor
+	 * killed between the mkdir and this write is repaired by the next run. */
+	_cleanup_close_ int fd = openat(parentfd, level, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || write_file_at(fd, "cgroup.subtree_control", "+memory +pids +cpu") < 0)
+		return err_set(err, errno, "enabling controllers in the \"%s\" level cgroup", level);
+	return 0;
+}
+
+void cg_remove_levels(int parentfd)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(cg_levels); i++)
+		unlinkat(parentfd, cg_levels[i], AT_REMOVEDIR); /* EBUSY/ENOENT: leave it */
+}
+
+/* Stale sandbox cgroups directly below dirfd (a level subtree, or the parent itself). */
+static int cg_sweep_dir(int dirfd, bool top)
+{
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d) {
 		int e = errno;
@@ -112,14 +159,27 @@ int cg_sweep_parent(int parentfd)
 	while ((de = readdir(d))) {
 		if (de->d_type != DT_DIR || de->d_name[0] == '.')
 			continue;
+		if (top && cg_is_level(de->d_name, strlen(de->d_name))) {
+			int sub = openat(dirfd, de->d_name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+			if (sub >= 0) {
+				cg_sweep_dir(sub, false);
+				close(sub);
+			}
+			continue;
+		}
 		int lock = slot_try_lock_name(de->d_name);
 		if (lock < 0)
 			continue; /* a live run holds it, or not one of our slots */
-		cg_remove_child(parentfd, de->d_name);
+		cg_remove_child(dirfd, de->d_name);
 		close(lock);
 	}
 	closedir(d);
 	return 0;
+}
+
+int cg_sweep_parent(int parentfd)
+{
+	return cg_sweep_dir(parentfd, true);
 }
 
 int cg_rmdir_retry(int parentfd, const char *name)

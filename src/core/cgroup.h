@@ -1,9 +1,13 @@
-/* cgroups: one per sandbox, below a parent cgroup that cordon creates and owns ("cordon").
+/* cgroups: one per sandbox, below a parent cgroup that cordon creates and owns ("cordon"),
+ * in a subtree of its trust level: cordon/<level>/<slot>, e.g. cordon/low/low-17, so that
+ * sandboxes of different trust never share a cgroup parent (PRODUCT.md "Trust levels").
  * Two backends behind one ops table: cgroup-v1.c (hybrid hosts: memory, pids and cpuacct
  * hierarchies) and cgroup-v2.c (unified hierarchy). cordon never writes outside its own parent
  * and never moves a process it did not start. */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -67,8 +71,18 @@ int cg_kill_procs(int dirfd);                 /* SIGKILL each pid listed in cgro
 int cg_rmdir_retry(int parentfd, const char *name); /* rmdir, retrying while tasks exit */
 /* Kill what is in the child cgroup `name` of parentfd and remove it. */
 int cg_remove_child(int parentfd, const char *name);
-/* Remove every child of parentfd whose slot lock is free (its supervisor is gone). */
+/* Remove every sandbox cgroup below parentfd (cordon's parent; in its level subtrees, and
+ * directly below it as older versions made them) whose slot lock is free (its supervisor is
+ * gone). */
 int cg_sweep_parent(int parentfd);
+/* A slot name's cgroup path below cordon's parent, "low/low-17" (ret), and its level
+ * subtree, "low" (ret_level, "" for a name without a level prefix). */
+void cg_level_path(const char *name, char *ret, size_t size, char *ret_level, size_t level_size);
+/* Make the level subtree of a path from cg_level_path below parentfd (it stays: it is cordon's
+ * like the parent); on v2 with the controllers enabled for its children. */
+int cg_make_level(int parentfd, const char *level, bool v2, struct cdn_err *err);
+/* Remove the (empty) level subtrees below parentfd: before cordon's parent itself goes. */
+void cg_remove_levels(int parentfd);
 int cg_read_u64(int dirfd, const char *file, uint64_t *ret);
 int cg_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
 

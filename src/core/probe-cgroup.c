@@ -359,10 +359,10 @@ void probe_cgroup(struct probe_report *rep, const char *state_dir, struct slot *
 		probe_add(rep, "cgroup", PROBE_OK, PROBE_NONE, NULL,
 			  "v1 (memory, pids, cpuacct): cgroup \"cordon/%s\" created and limited; v2 "
 			  "not usable: %s",
-			  slot->name, e2.msg);
+			  cg.name, e2.msg);
 	else
 		probe_add(rep, "cgroup", PROBE_OK, PROBE_NONE, NULL,
-			  "%s: cgroup \"cordon/%s\" created and limited", ops->name, slot->name);
+			  "%s: cgroup \"cordon/%s\" created and limited", ops->name, cg.name);
 	spawn_probe(&cg, &b);
 	report_clone(rep, &b, &cg);
 	report_controllers(rep, &cg, &l, b.pid > 0 && !b.attach_err);
