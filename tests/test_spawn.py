@@ -941,3 +941,18 @@ def test_request_fuzz_corpus_is_refused_or_accepted_cleanly(cordon):
         else:
             assert p.returncode == 0, (name, p.returncode, p.stderr)
             assert json.loads(p.stdout.splitlines()[-1])["type"] == "result", name
+
+
+def test_node_es_module_entrypoint(cordon):
+    need("node")
+    s = spawn(cordon, {"runtime": "node", "input": 4, "files": [
+        {"path": "main.mjs", "content": "import { sq } from './lib.mjs';\n"
+                                        "export default async (x) => ({ sq: sq(x) });\n"},
+        {"path": "lib.mjs", "content": "export const sq = (x) => x * x;\n"}],
+        "entrypoint": "main.mjs"})
+    expect(s, None)
+    assert s.result["result"] == {"sq": 16}, s
+    s = spawn(cordon, {"runtime": "node", "files": [
+        {"path": "main.mjs", "content": "const f = () => {\n  throw new Error('esm');\n};\nf();\n"}]})
+    expect(s, "SANDBOX_RUNTIME_ERROR")
+    assert s.result["error"]["source_location"] == {"file": "main.mjs", "line": 2, "column": 9}, s

@@ -4,8 +4,9 @@
 // It loads the user's program as the main module, the way `node main.js ARGS` would
 // (require.main === module holds), with three additions, each reported as one record line on
 // stdout ("\x1e" "cordon:" NONCE ":" JSON "\n", parsed by src/cli/spawn-out.c):
-//   - function-shaped code: when module.exports (or its .default) is a function, it is called
-//     with the request's `input`, awaited, and its JSON value is the run's `result`.
+//   - function-shaped code: when module.exports (or its .default; for a .mjs entrypoint, the
+//     default export) is a function, it is called with the request's `input`, awaited, and its
+//     JSON value is the run's `result`.
 //   - capture_console: console.log/info/warn/error/debug are reported as logs with their
 //     level; the output still goes to stdout/stderr as usual.
 //   - an uncaught error (thrown, rejected, or at load time): its stack (node's and cordon's
@@ -16,6 +17,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
+const url = require('url');
 const util = require('util');
 const Module = require('module');
 
@@ -58,13 +60,13 @@ function relName(file) {
 function locate(err) {
   const stack = String((err && err.stack) || '');
   const lines = stack.split('\n');
-  const head = /^(\/[^:]+):(\d+)$/.exec(lines[0] || '');
+  const head = /^(?:file:\/\/)?(\/[^:]+):(\d+)$/.exec(lines[0] || '');
   if (head && userFiles.has(head[1])) {
     const caret = lines.slice(1, 4).find((l) => /^\s*\^/.test(l));
     return { file: relName(head[1]), line: +head[2], column: caret ? caret.indexOf('^') + 1 : null };
   }
   for (const l of lines) {
-    const m = /\(?(\/[^\s():]+):(\d+):(\d+)\)?\s*$/.exec(l);
+    const m = /\(?(?:file:\/\/)?(\/[^\s():]+):(\d+):(\d+)\)?\s*$/.exec(l);
     if (m && userFiles.has(m[1])) return { file: relName(m[1]), line: +m[2], column: +m[3] };
   }
   return { file: null, line: null, column: null };
@@ -106,9 +108,14 @@ async function main() {
   process.argv = [process.argv[0], conf.entry, ...process.argv.slice(2)];
   let exported;
   try {
-    // As the main module: require.main === module in the user's code, as with `node main.js`.
-    Module._load(conf.entry, null, true);
-    exported = require.cache[path.resolve(conf.entry)].exports;
+    if (conf.entry.endsWith('.mjs')) {
+      // An ES module: its default export is the function, if any.
+      exported = (await import(url.pathToFileURL(conf.entry).href)).default;
+    } else {
+      // As the main module: require.main === module in the user's code, as with `node main.js`.
+      Module._load(conf.entry, null, true);
+      exported = require.cache[path.resolve(conf.entry)].exports;
+    }
   } catch (e) {
     fail(e);
     return;
