@@ -412,8 +412,12 @@ static void test_keys(void)
 	char upper[65];
 	snprintf(upper, sizeof(upper), "%s", HASH_B);
 	upper[10] = 'A';
-	ASSERT_EQ_I(store_key_lookup_hash(s, upper, &got, &g_err), -EINVAL);
-	ASSERT_EQ_I(store_key_lookup_hash(s, "abc", &got, &g_err), -EINVAL);
+	ASSERT_EQ_I(store_key_lookup_hash(s, upper, &got, &g_err), -ENOENT);
+	ASSERT_EQ_I(store_key_lookup_hash(s, "abc", &got, &g_err), -ENOENT);
+	struct store_key bad = k;
+	snprintf(bad.id, sizeof(bad.id), "key_3");
+	snprintf(bad.hash_hex, sizeof(bad.hash_hex), "%s", upper);
+	ASSERT_EQ_I(store_key_create(s, &bad, &g_err), -EINVAL);
 
 	/* Revoked: never authenticates again, stays listed for the audit trail. */
 	OK(store_key_revoke(s, "key_1", 100, &g_err));
@@ -904,13 +908,24 @@ static void test_arguments(void)
 	struct store *s = open_store();
 	make_tenant(s, "tn_1");
 	struct store_exec x;
-	ASSERT_EQ_I(store_exec_get(s, "tn_1", "ex_1'; DROP TABLE executions;--", 0, &x, &g_err), -EINVAL);
-	ASSERT_EQ_I(store_exec_get(s, "tn_1", "../../etc", 0, &x, &g_err), -EINVAL);
-	ASSERT_EQ_I(store_exec_get(s, "tn_1", "", 0, &x, &g_err), -EINVAL);
+	/* Ids from URLs that could never exist: not found, like unknown ones (the API's 404). */
+	ASSERT_EQ_I(store_exec_get(s, "tn_1", "ex_1'; DROP TABLE executions;--", 0, &x, &g_err), -ENOENT);
+	ASSERT_EQ_I(store_exec_get(s, "tn_1", "../../etc", 0, &x, &g_err), -ENOENT);
+	ASSERT_EQ_I(store_exec_get(s, "tn_1", "", 0, &x, &g_err), -ENOENT);
 	char longid[100];
 	memset(longid, 'a', sizeof(longid) - 1);
 	longid[sizeof(longid) - 1] = 0;
-	ASSERT_EQ_I(store_exec_get(s, "tn_1", longid, 0, &x, &g_err), -ENAMETOOLONG);
+	ASSERT_EQ_I(store_exec_get(s, "tn_1", longid, 0, &x, &g_err), -ENOENT);
+	ASSERT_EQ_I(store_exec_delete(s, "tn_1", "ex 1", &g_err), -ENOENT);
+	ASSERT_EQ_I(store_tenant_get(s, "tn/1", &(struct store_tenant){0}, &g_err), -ENOENT);
+	ASSERT_EQ_I(store_key_revoke(s, "key%00", 1, &g_err), -ENOENT);
+	ASSERT_EQ_I(store_key_lookup_hash(s, "not-a-hash", &(struct store_key){0}, &g_err), -ENOENT);
+	ASSERT_EQ_I(store_exec_get(s, "tn_1", NULL, 0, &x, &g_err), -EINVAL); /* a bug, not a 404 */
+	/* A create with an id that could never be looked up is refused. */
+	struct store_exec_new bad = {.id = "ex 1", .tenant_id = "tn_1", .request_json = "{}"};
+	ASSERT_EQ_I(store_exec_insert(s, &bad, &g_err), -EINVAL);
+	bad.id = longid;
+	ASSERT_EQ_I(store_exec_insert(s, &bad, &g_err), -ENAMETOOLONG);
 	struct store_exec_new e = {.id = "ex_1", .tenant_id = "tn_1", .status = STORE_EXEC_NSTATUS,
 				   .created_at_ms = 1, .request_json = "{}"};
 	ASSERT_EQ_I(store_exec_insert(s, &e, &g_err), -EINVAL);

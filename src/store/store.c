@@ -54,6 +54,18 @@ static int check_id(const char *what, const char *id, struct cdn_err *err)
 	return 0;
 }
 
+/* An id that names an existing record (from a URL: /v1/executions/{id}): one that could never
+ * have been stored does not exist, so it answers -ENOENT like an unknown one (the API's 404,
+ * never a 422 or 500 that would set malformed ids apart). NULL stays -EINVAL: a bug. */
+static int check_ref(const char *what, const char *id, struct cdn_err *err)
+{
+	if (!id)
+		return err_set(err, EINVAL, "store: %s missing", what);
+	if (check_id(what, id, NULL) < 0)
+		return err_set(err, ENOENT, "store: no such %s (malformed)", what);
+	return 0;
+}
+
 static int check_opt_id(const char *what, const char *id, struct cdn_err *err)
 {
 	return id ? check_id(what, id, err) : 0;
@@ -281,7 +293,7 @@ int store_tenant_create(struct store *s, const struct store_tenant *t, struct cd
 
 int store_tenant_get(struct store *s, const char *id, struct store_tenant *ret, struct cdn_err *err)
 {
-	int r = check_id("tenant id", id, err);
+	int r = check_ref("tenant id", id, err);
 	return r < 0 ? r : s->ops->tenant_get(s, id, ret, err);
 }
 
@@ -289,7 +301,7 @@ int store_tenant_set_plan(struct store *s, const char *id, const struct store_pl
 			  struct cdn_err *err)
 {
 	int r;
-	if ((r = check_id("tenant id", id, err)) < 0 || (r = check_plan(p, err)) < 0)
+	if ((r = check_ref("tenant id", id, err)) < 0 || (r = check_plan(p, err)) < 0)
 		return r;
 	return s->ops->tenant_set_plan(s, id, p, err);
 }
@@ -327,13 +339,17 @@ int store_key_create(struct store *s, const struct store_key *k, struct cdn_err 
 int store_key_lookup_hash(struct store *s, const char *hash_hex, struct store_key *ret,
 			  struct cdn_err *err)
 {
-	int r = check_hash(hash_hex, err);
-	return r < 0 ? r : s->ops->key_lookup_hash(s, hash_hex, ret, err);
+	/* Not a hash: no key has it (401 for the caller, like any unknown key). */
+	if (!hash_hex)
+		return err_set(err, EINVAL, "store: key hash missing");
+	if (check_hash(hash_hex, NULL) < 0)
+		return err_set(err, ENOENT, "store: no such key");
+	return s->ops->key_lookup_hash(s, hash_hex, ret, err);
 }
 
 int store_key_revoke(struct store *s, const char *id, int64_t now_ms, struct cdn_err *err)
 {
-	int r = check_id("key id", id, err);
+	int r = check_ref("key id", id, err);
 	return r < 0 ? r : s->ops->key_revoke(s, id, now_ms, err);
 }
 
@@ -372,7 +388,7 @@ int store_exec_get(struct store *s, const char *tenant_id, const char *id, unsig
 	int r;
 	memset(ret, 0, sizeof(*ret));
 	if ((r = check_opt_id("tenant id", tenant_id, err)) < 0 ||
-	    (r = check_id("execution id", id, err)) < 0)
+	    (r = check_ref("execution id", id, err)) < 0)
 		return r;
 	return s->ops->exec_get(s, tenant_id, id, flags, ret, err);
 }
@@ -384,7 +400,7 @@ int store_exec_update(struct store *s, const char *tenant_id, const char *id,
 	if (!u)
 		return err_set(err, EINVAL, "store: update missing");
 	if ((r = check_opt_id("tenant id", tenant_id, err)) < 0 ||
-	    (r = check_id("execution id", id, err)) < 0 || (r = check_mask(u->expect_status, err)) < 0)
+	    (r = check_ref("execution id", id, err)) < 0 || (r = check_mask(u->expect_status, err)) < 0)
 		return r;
 	if ((u->set & STORE_SET_STATUS) && !store_exec_status_name(u->status))
 		return err_set(err, EINVAL, "store: execution status out of range");
@@ -425,7 +441,7 @@ int store_exec_delete(struct store *s, const char *tenant_id, const char *id, st
 {
 	int r;
 	if ((r = check_opt_id("tenant id", tenant_id, err)) < 0 ||
-	    (r = check_id("execution id", id, err)) < 0)
+	    (r = check_ref("execution id", id, err)) < 0)
 		return r;
 	return s->ops->exec_delete(s, tenant_id, id, err);
 }
@@ -467,7 +483,7 @@ int store_event_append(struct store *s, const char *exec_id, const char *type, c
 		       int64_t at_ms, uint64_t *ret_seq, struct cdn_err *err)
 {
 	int r;
-	if ((r = check_id("execution id", exec_id, err)) < 0 ||
+	if ((r = check_ref("execution id", exec_id, err)) < 0 ||
 	    (r = check_str("event type", type, STORE_EVENT_TYPE_MAX, true, err)) < 0 ||
 	    (r = check_str("event data", data_json, STORE_JSON_MAX, true, err)) < 0)
 		return r;
@@ -483,7 +499,7 @@ int store_event_list(struct store *s, const char *exec_id, uint64_t after_seq, s
 {
 	int r;
 	memset(ret, 0, sizeof(*ret));
-	if ((r = check_id("execution id", exec_id, err)) < 0 || (r = check_limit(limit, err)) < 0)
+	if ((r = check_ref("execution id", exec_id, err)) < 0 || (r = check_limit(limit, err)) < 0)
 		return r;
 	if (after_seq > INT64_MAX)
 		return err_set(err, ERANGE, "store: event seq out of range");
@@ -505,7 +521,7 @@ int store_callback_list(struct store *s, const char *exec_id, struct store_callb
 			struct cdn_err *err)
 {
 	memset(ret, 0, sizeof(*ret));
-	int r = check_id("execution id", exec_id, err);
+	int r = check_ref("execution id", exec_id, err);
 	return r < 0 ? r : s->ops->callback_list(s, exec_id, ret, err);
 }
 

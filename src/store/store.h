@@ -19,10 +19,13 @@
  *
  * Errors: functions return >= 0 on success or -errno, and fill `err` (may be NULL) with a
  * message. The errnos a caller is expected to act on:
- *   -ENOENT  no such record, or it belongs to another tenant (the API answers 404 for both)
+ *   -ENOENT  no such record, or it belongs to another tenant (the API answers 404 for both);
+ *            also an id (or key hash) passed to a lookup that could never have been stored
+ *            (bad characters, too long), so ids from URLs need no checks of their own
  *   -EEXIST  a record with this id (or key hash) exists already
  *   -ESTALE  exec_update's status precondition did not hold (someone else changed it first)
- *   -EINVAL  a bad argument, e.g. an unparsable cursor (the API answers 422)
+ *   -EINVAL  a bad argument, e.g. an unparsable cursor or a malformed id given to a create
+ *            (the API answers 422)
  *   -EBUSY   the database stayed locked past the busy timeout (the API answers 503)
  *   -EIO     anything else the database reported (500)
  *   -ENOTSUP a backend that is not built (postgres:// today) */
