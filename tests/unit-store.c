@@ -541,6 +541,39 @@ static void test_exec_status_precondition(void)
 	store_close(s);
 }
 
+/* Finishing a run and counting its usage happen together, or not at all. */
+static void test_finish_counts_usage_once(void)
+{
+	struct store *s = open_store();
+	make_tenant(s, "tn_1");
+	make_exec(s, "tn_1", "ex_1", 10, STORE_EXEC_RUNNING);
+	make_exec(s, "tn_1", "ex_2", 11, STORE_EXEC_RUNNING);
+	struct store_exec_update fin = {.set = STORE_SET_STATUS | STORE_SET_USAGE,
+					.expect_status = STORE_STATUS_UNFINISHED,
+					.status = STORE_EXEC_SUCCEEDED, .usage_period = "2026-12",
+					.usage_exec_ms = 250};
+	OK(store_exec_update(s, NULL, "ex_1", &fin, &g_err));
+	/* The same finish again (a retry after a lost answer): refused, not counted twice. */
+	ASSERT_EQ_I(store_exec_update(s, NULL, "ex_1", &fin, &g_err), -ESTALE);
+	struct store_usage u;
+	OK(store_usage_get(s, "tn_1", "2026-12", &u, &g_err));
+	ASSERT_EQ_I(u.executions, 1);
+	ASSERT_EQ_I(u.exec_ms, 250);
+	/* A failure half-way (the outputs insert) rolls the usage back with the rest. */
+	sqlite3 *db = raw_open();
+	raw_exec(db, "CREATE TRIGGER no_outputs BEFORE INSERT ON execution_outputs"
+		     " BEGIN SELECT RAISE(ABORT, 'outputs refused by the test'); END");
+	sqlite3_close(db);
+	fin.set |= STORE_SET_OUTPUTS;
+	ASSERT_TRUE(store_exec_update(s, NULL, "ex_2", &fin, &g_err) < 0);
+	OK(store_usage_get(s, "tn_1", "2026-12", &u, &g_err));
+	ASSERT_EQ_I(u.executions, 1);
+	fin.set &= ~STORE_SET_OUTPUTS;
+	fin.usage_period = "2026-13";
+	ASSERT_EQ_I(store_exec_update(s, NULL, "ex_2", &fin, &g_err), -EINVAL);
+	store_close(s);
+}
+
 static void test_tenant_scoping(void)
 {
 	struct store *s = open_store();
@@ -1212,6 +1245,7 @@ static const struct {
 	{"exec_roundtrip", test_exec_roundtrip},
 	{"max_outputs", test_max_outputs},
 	{"exec_status_precondition", test_exec_status_precondition},
+	{"finish_counts_usage_once", test_finish_counts_usage_once},
 	{"tenant_scoping", test_tenant_scoping},
 	{"pagination", test_pagination},
 	{"delete_takes_everything", test_delete_takes_everything},

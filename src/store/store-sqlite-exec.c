@@ -143,13 +143,15 @@ int sq_exec_update(struct store *s, const char *tenant_id, const char *id,
 		   const struct store_exec_update *u, struct cdn_err *err)
 {
 	struct sq_conn *c SQ_CLEANUP_CONN = sq_get(SQ_STORE(s));
+	char owner[STORE_ID_MAX];
 	int r = sq_begin(c, true, err);
 	if (r < 0)
 		return r;
 	{
 		sqlite3_stmt *st SQ_CLEANUP_STMT = NULL;
 		if ((r = sq_stmt(c, SQ_EXEC_STATUS,
-				 "SELECT status FROM executions WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+				 "SELECT status, tenant_id FROM executions"
+				 " WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
 				 &st, err)) < 0)
 			return r;
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -165,6 +167,8 @@ int sq_exec_update(struct store *s, const char *tenant_id, const char *id,
 		if (u->expect_status && !(u->expect_status & STORE_STATUS_BIT(cur)))
 			return err_set(err, ESTALE, "store: execution \"%s\" is %s", id,
 				       store_exec_status_name(cur));
+		if ((r = sq_col_copy(st, 1, owner, sizeof(owner), err)) < 0)
+			return r;
 	}
 	{
 		/* One statement for every combination of fields: ?N is a flag, ?N+1 the value. */
@@ -222,6 +226,9 @@ int sq_exec_update(struct store *s, const char *tenant_id, const char *id,
 		if ((r = sq_step(c, st, "storing outputs", err)) < 0)
 			return r;
 	}
+	if ((u->set & STORE_SET_USAGE) &&
+	    (r = sq_usage_add_on(c, owner, u->usage_period, u->usage_exec_ms, 1, err)) < 0)
+		return r;
 	return sq_commit(c, err);
 }
 

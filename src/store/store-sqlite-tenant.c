@@ -308,10 +308,9 @@ int sq_key_count(struct store *s, bool admin_only, uint64_t *ret, struct cdn_err
 
 /* ---- usage ---- */
 
-int sq_usage_add(struct store *s, const char *tenant_id, const char *period, uint64_t exec_ms,
-		 uint64_t executions, struct cdn_err *err)
+int sq_usage_add_on(struct sq_conn *c, const char *tenant_id, const char *period,
+		    uint64_t exec_ms, uint64_t executions, struct cdn_err *err)
 {
-	struct sq_conn *c SQ_CLEANUP_CONN = sq_get(SQ_STORE(s));
 	sqlite3_stmt *st SQ_CLEANUP_STMT = NULL;
 	/* One statement: the read-add-write happens under the write lock, so concurrent adds
 	 * from several threads or processes never lose one. */
@@ -329,6 +328,13 @@ int sq_usage_add(struct store *s, const char *tenant_id, const char *period, uin
 	sqlite3_bind_int64(st, 4, (int64_t)executions);
 	r = sq_step(c, st, "adding usage", err);
 	return r < 0 ? r : 0;
+}
+
+int sq_usage_add(struct store *s, const char *tenant_id, const char *period, uint64_t exec_ms,
+		 uint64_t executions, struct cdn_err *err)
+{
+	struct sq_conn *c SQ_CLEANUP_CONN = sq_get(SQ_STORE(s));
+	return sq_usage_add_on(c, tenant_id, period, exec_ms, executions, err);
 }
 
 #define USAGE_COLS "tenant_id, period, exec_ms, executions"

@@ -111,6 +111,9 @@ int sq_key_revoke(struct store *s, const char *id, int64_t now_ms, struct cdn_er
 int sq_key_list(struct store *s, const char *tenant_id, struct store_key **ret, size_t *ret_n,
 		struct cdn_err *err);
 int sq_key_count(struct store *s, bool admin_only, uint64_t *ret, struct cdn_err *err);
+/* The usage upsert on a connection the caller holds (inside its transaction). */
+int sq_usage_add_on(struct sq_conn *c, const char *tenant_id, const char *period,
+		    uint64_t exec_ms, uint64_t executions, struct cdn_err *err);
 int sq_usage_add(struct store *s, const char *tenant_id, const char *period, uint64_t exec_ms,
 		 uint64_t executions, struct cdn_err *err);
 int sq_usage_get(struct store *s, const char *tenant_id, const char *period,

@@ -414,6 +414,12 @@ int store_exec_update(struct store *s, const char *tenant_id, const char *id,
 	if ((u->set & STORE_SET_LOGS) &&
 	    (r = check_str("logs_json", u->logs_json, STORE_JSON_MAX, false, err)) < 0)
 		return r;
+	if (u->set & STORE_SET_USAGE) {
+		if ((r = check_period(u->usage_period, err)) < 0)
+			return r;
+		if (u->usage_exec_ms > INT64_MAX / 2)
+			return err_set(err, ERANGE, "store: usage amount out of range");
+	}
 	if (u->set & STORE_SET_OUTPUTS) {
 		if (u->stdout_len > STORE_OUTPUT_MAX || u->stderr_len > STORE_OUTPUT_MAX)
 			return err_set(err, EFBIG, "store: output over %u bytes", STORE_OUTPUT_MAX);

@@ -151,6 +151,10 @@ void store_exec_release(struct store_exec *e);
 #define STORE_SET_RESULT 0x10u
 #define STORE_SET_OUTPUTS 0x20u /* stdout and stderr, both replaced */
 #define STORE_SET_LOGS 0x40u
+/* Add usage_exec_ms and one execution to the owning tenant's usage of usage_period, in the
+ * same transaction as the rest: a finished run is counted exactly once, even across a crash,
+ * and not at all when expect_status refuses the update. */
+#define STORE_SET_USAGE 0x80u
 
 struct store_exec_update {
 	unsigned set; /* STORE_SET_* */
@@ -166,6 +170,8 @@ struct store_exec_update {
 	size_t stdout_len;
 	const void *stderr_data;
 	size_t stderr_len;
+	const char *usage_period; /* STORE_SET_USAGE: "YYYY-MM" (store_period_of) */
+	uint64_t usage_exec_ms;
 };
 
 struct store_exec_list {
