@@ -92,6 +92,40 @@ static int edge_node_major(void)
 	return parse_u64(v, &major) == 0 && major < 1000 ? (int)major : 0;
 }
 
+static int plan_node_conf(const struct spawn_req *req, json_t *input, struct spawn_plan *p)
+{
+	char *conf = harness_conf(req, input);
+	int r = own(p, conf);
+	return r < 0 ? r : add_file(p, SPAWN_HARNESS_DIR "/conf.json", conf, strlen(conf), 0644);
+}
+
+/* Python's is lines of text (json costs python tens of ms to import: only function-shaped
+ * code, which gets its input from input.json, pays for it). Paths have no newline
+ * (spawn-req.c refuses control characters). */
+static int plan_python_conf(const struct spawn_req *req, json_t *input, struct spawn_plan *p)
+{
+	const char *rel = req->entrypoint ? req->entrypoint : req->files[0].rel;
+	size_t cap = 64 + 2 * strlen(rel);
+	for (size_t i = 0; i < req->n_files; i++)
+		cap += strlen(req->files[i].path) + 1;
+	char *conf = malloc(cap);
+	int r = own(p, conf);
+	if (r < 0)
+		return r;
+	size_t n = (size_t)snprintf(conf, cap, "/tmp/%s\n%s\n%d\n%d\n", rel, rel,
+				    req->capture_console, input != NULL);
+	for (size_t i = 0; i < req->n_files && n < cap; i++)
+		n += (size_t)snprintf(conf + n, cap - n, "%s\n", req->files[i].path);
+	if ((r = add_file(p, SPAWN_HARNESS_DIR "/conf.txt", conf, strlen(conf), 0644)) < 0)
+		return r;
+	if (!input)
+		return 0;
+	char *in = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY);
+	if ((r = own(p, in)) < 0)
+		return r;
+	return add_file(p, SPAWN_HARNESS_DIR "/input.json", in, strlen(in), 0644);
+}
+
 static int plan_harness(const struct spawn_req *req, json_t *input, struct spawn_plan *p,
 			size_t *argc)
 {
@@ -123,10 +157,11 @@ static int plan_harness(const struct spawn_req *req, json_t *input, struct spawn
 		return r;
 	if (h->edge)
 		return 0;
-	char *conf = harness_conf(req, input);
-	if ((r = own(p, conf)) < 0)
-		return r;
-	if ((r = add_file(p, SPAWN_HARNESS_DIR "/conf.json", conf, strlen(conf), 0644)) < 0)
+	if (streq(req->rt->name, "python"))
+		r = plan_python_conf(req, input, p);
+	else
+		r = plan_node_conf(req, input, p);
+	if (r < 0)
 		return r;
 	/* Read and unlinked by the harness before the user's code runs. */
 	return add_file(p, SPAWN_HARNESS_DIR "/nonce", p->nonce, strlen(p->nonce), 0600);

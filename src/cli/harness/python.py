@@ -16,15 +16,15 @@
 # security boundary (the user's code shares this process and could dig the nonce out of
 # memory): it keeps data the program passes through from forging a record. What cordon asserts
 # itself (exit status, limits, verdicts) never comes from a record.
-import ast
+# Only what every run needs is imported here; json, ast and traceback cost tens of ms on a busy
+# host and are imported when a record, a main() or an error needs them.
 import builtins
-import json
 import os
 import sys
-import traceback
 import types
 
-_CONF = "/tmp/.cordon/conf.json"
+_CONF = "/tmp/.cordon/conf.txt"  # entry, entry_rel, capture 0/1, has_input 0/1, user files...
+_INPUT = "/tmp/.cordon/input.json"
 _NONCE = "/tmp/.cordon/nonce"
 _LEVELS = {10: "debug", 20: "info", 30: "warn", 40: "error", 50: "error"}
 
@@ -33,12 +33,15 @@ def _setup():
     with open(_NONCE, "rb") as f:
         nonce = f.read().strip()
     os.unlink(_NONCE)
-    with open(_CONF, "rb") as f:
-        conf = json.load(f)
+    with open(_CONF, encoding="utf-8", errors="surrogateescape") as f:
+        lines = f.read().split("\n")
+    conf = {"entry": lines[0], "entry_rel": lines[1], "capture": lines[2] == "1",
+            "has_input": lines[3] == "1", "files": [l for l in lines[4:] if l]}
     marker = b"\x1ecordon:" + nonce + b":"
     real_stdout, real_stderr = sys.stdout, sys.stderr
 
     def emit(rec):
+        import json
         # Our own output first, so a record never overtakes text printed before it.
         for s in (sys.stdout, sys.stderr, real_stdout, real_stderr):
             try:
@@ -87,6 +90,7 @@ def _capture(emit):
 
 
 def _function_shaped(tree):
+    import ast
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "main":
             a = node.args
@@ -120,6 +124,7 @@ def _message(exc):
 
 
 def _report(emit, exc, user_files, entry, entry_rel):
+    import traceback
     te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
     # Leave out cordon's own frames: the stack is about the user's code.
     te.stack = traceback.StackSummary.from_list(
@@ -144,9 +149,14 @@ def _run():
     with open(entry, "rb") as f:
         source = f.read()
     try:
-        tree = ast.parse(source, entry)
-        shaped = _function_shaped(tree)
-        code = compile(tree, entry, "exec")
+        shaped = False
+        if b"def main" in source:
+            import ast
+            tree = ast.parse(source, entry)
+            shaped = _function_shaped(tree)
+            code = compile(tree, entry, "exec")
+        else:
+            code = compile(source, entry, "exec")
     except SyntaxError as e:
         _report(emit, e, user_files, entry, conf["entry_rel"])
         return 1
@@ -159,7 +169,12 @@ def _run():
     try:
         exec(code, mod.__dict__)
         if shaped:
-            value = mod.__dict__["main"](conf["input"])
+            import json
+            arg = None
+            if conf["has_input"]:
+                with open(_INPUT, "rb") as f:
+                    arg = json.load(f)
+            value = mod.__dict__["main"](arg)
             if isinstance(value, types.CoroutineType):
                 import asyncio
                 value = asyncio.run(value)
