@@ -149,11 +149,12 @@ class Rootless:
                         **kw)
 
     def state_leftovers(self):
-        """What a run may leave in its state dir: the slots dir with lock files only."""
+        """What a run may leave in its state dir: the slots dir with lock files only (and an
+        images dir, empty once the test removed its image)."""
         extra = []
         for p in self.state.rglob("*"):
             rel = p.relative_to(self.state)
-            ok = (str(rel) == "slots" and p.is_dir()) or (
+            ok = (str(rel) in ("slots", "images") and p.is_dir()) or (
                 rel.parent == pathlib.Path("slots") and p.name.endswith(".lock")
                 and p.is_file() and p.stat().st_size == 0)
             if not ok:
@@ -278,6 +279,47 @@ def test_own_uts_and_ipc_namespaces(rootless):
         expect_contained(rootless.helper("shm-attach", shmid))
     finally:
         subprocess.run(["ipcrm", "-m", shmid])
+
+
+@pytest.mark.parametrize("runtime,code,out", [
+    ("python", "print(6 * 7)", "42\n"),
+    ("c", '#include <stdio.h>\nint main(void) { puts("c ok"); return 0; }\n', "c ok\n"),
+])
+def test_runtimes_as_user(rootless, runtime, code, out):
+    p = rootless.cmd("run", "--state-dir", rootless.state, "--no-cgroup", "--json",
+                     "--runtime", runtime, "-c", code)
+    assert p.returncode == 0, p
+    j = json.loads(p.stdout)
+    assert j["status"] == "succeeded" and j["stdout"] == out, j
+
+
+def test_image_import_and_run_as_user(rootless, cordon):
+    """A user's own image: imported into its state dir, cloned by the sandbox's init."""
+    import io
+    import tarfile
+    tb = rootless.base / "rootfs.tar.gz"
+    with tarfile.open(tb, "w:gz") as tar:
+        for d in ("tmp", "proc", "dev", "etc", "bin"):
+            ti = tarfile.TarInfo(d)
+            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(ti)
+        for name, data, mode in (("etc/motd", b"imported image\n", 0o644),
+                                 ("bin/helper", open(rootless.helper_path, "rb").read(), 0o755)):
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode = len(data), mode
+            tar.addfile(ti, io.BytesIO(data))
+    os.chmod(tb, 0o644)
+    shutil.copy2(os.path.join(os.path.dirname(CORDON_BINARY), "cordon-image"),
+                 rootless.base / "cordon-image")
+    p = rootless.cmd("image", "--state-dir", rootless.state, "import", "userimg", tb)
+    assert p.returncode == 0, p
+    r = rootless.run("--image", "userimg", cmd=["/bin/helper", "cat", "/etc/motd"])
+    expect(r, None)
+    assert r.stdout == "imported image\n", r
+    r = rootless.run("--image", "userimg", cmd=["/bin/helper", "stat", "/usr/bin/python3"])
+    assert not r.helper_ok, f"the user's image shows the host's /usr\n{r}"
+    p = rootless.cmd("image", "--state-dir", rootless.state, "rm", "userimg")
+    assert p.returncode == 0, p
 
 
 def test_root_only_file_unreadable(rootless, cordon):
