@@ -415,6 +415,18 @@ def test_wall_and_cpu_limits_without_cgroup(rootless):
     expect(r, "SANDBOX_CPU_LIMIT")
     assert r.message == ("cpu time limit of 300 ms exceeded (no cgroup: by one process, in "
                          "whole seconds)"), r
+    assert r.metrics["cpu_time_ms"] >= 300, r
+
+
+def test_cpu_time_measured_without_cgroup(rootless):
+    """Without a cgroup the CPU metric comes from what init reaped: a shell's two children
+    that spin 200 ms each (one of them orphaned to init) add up."""
+    r = rootless.run("--ro", f"{rootless.helper_path}:/helper", "--cpu-time", "10s",
+                     cmd=["/bin/sh", "-c", "( (/helper cpu-then-exit 200; touch /tmp/done) & ); "
+                          "/helper cpu-then-exit 200; "
+                          "while [ ! -e /tmp/done ]; do sleep 0.05; done"])
+    expect(r, None)
+    assert r.metrics["cpu_time_ms"] >= 400, r
 
 
 def test_concurrent_runs_of_one_user_are_apart(rootless, cordon):

@@ -227,12 +227,14 @@ static json_t *error_json(const struct result_info *info, const struct sbx_resul
 /* What a run without a cgroup (--no-cgroup, rootless without a delegated cgroup) does not
  * enforce as specified: the memory limit not at all; pids only through RLIMIT_NPROC (counted
  * in the sandbox's user namespace; a refused fork is no SANDBOX_PROCESS_LIMIT verdict); CPU
- * time only through RLIMIT_CPU, per process and in whole seconds. The wall-clock limit, the
+ * time only through RLIMIT_CPU, per process and in whole seconds (its metric from what init
+ * reaped, so known at the step's end). The wall-clock limit, the
  * output, file and scratch limits and every isolation layer hold. */
 #define NO_CGROUP_NOTE                                                                             \
 	"run without a cgroup: memory is not limited; pids only by RLIMIT_NPROC, without a "      \
 	"SANDBOX_PROCESS_LIMIT verdict; cpu time only per process, in whole seconds "             \
-	"(RLIMIT_CPU); memory, cpu and process metrics are not measured (0)"
+	"(RLIMIT_CPU); cpu time is measured when the step ends, memory and processes are not "   \
+	"measured (0)"
 
 static json_t *limits_not_enforced_json(const struct sbx_result *r)
 {

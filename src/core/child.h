@@ -64,6 +64,7 @@ struct child_msg {
 	int32_t arg;
 	uint32_t flags;
 	uint64_t files;
+	uint64_t cpu_ns; /* MSG_EXIT: CPU time of every process init has reaped so far, all steps */
 };
 
 /* Setup steps of the child, for messages ("setup step \"mount /proc\" failed: ..."). */

@@ -199,6 +199,7 @@ struct run {
 	uint64_t kept;           /* output bytes kept for the current step */
 	uint64_t t_start, t_clone, t_exec, t_end;
 	uint64_t cpu_base, oom_base, pids_base, pids_peak_sampled, mem_peak_sampled;
+	uint64_t reaped_cpu_base; /* no cgroup: init's reaped CPU time when the step began */
 	bool failed_setup;
 	struct child_msg fail_msg, exit_msg;
 	bool exec_failed;
@@ -530,6 +531,12 @@ static void judge_step(struct run *r, int step)
 	uint64_t end = r->t_end ? r->t_end : now_ns();
 	sr->metrics.wall_ns = r->t_exec && end > r->t_exec ? end - r->t_exec : 0;
 	sr->metrics.cpu_ns = st.cpu_ns > r->cpu_base ? st.cpu_ns - r->cpu_base : 0;
+	if (!r->have_cg && r->step_exited) {
+		/* No cgroup: what init reaped during this step (measured at its end only). */
+		uint64_t reaped = r->exit_msg.cpu_ns;
+		sr->metrics.cpu_ns = reaped > r->reaped_cpu_base ? reaped - r->reaped_cpu_base : 0;
+		r->reaped_cpu_base = reaped;
+	}
 	sr->metrics.memory_peak_bytes = st.memory_peak ? st.memory_peak : r->mem_peak_sampled;
 	sr->metrics.processes_peak = st.pids_peak ? st.pids_peak : r->pids_peak_sampled;
 	if (sr->ran && sr->metrics.processes_peak == 0)
