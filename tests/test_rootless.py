@@ -587,3 +587,37 @@ def test_delegated_supervisor_killed(rootless, delegated):
         os.rmdir(delegated / d)
     for c in reversed(subtree_control(delegated)):
         (delegated / "cgroup.subtree_control").write_text(f"-{c}")
+
+
+def test_delegated_runs_started_in_the_supervisor_leaf(rootless, delegated):
+    """cordon started inside the leaf another cordon made (a daemon's spawner, say) uses the
+    delegated cgroup above it as set up, and leaves that layout alone; two such runs at once
+    both get their limits."""
+    leaf = delegated / "cordon-supervisor"
+    leaf.mkdir()
+    for f in ("", "cgroup.procs"):
+        os.chown(leaf / f if f else leaf, ROOTLESS_UID, ROOTLESS_UID)
+    for c in NEEDED:  # what the first cordon did; allowed as D itself holds no process
+        (delegated / "cgroup.subtree_control").write_text(f"+{c}")
+    args = ["run", "--state-dir", rootless.state, "--json", "-m", "64M", "-t", "60s", "--ro",
+            f"{rootless.helper_path}:/helper", "--", "/helper", "memhog", "1G"]
+    runs = [subprocess.Popen(rootless.argv(args, leaf), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=rootless.env)
+            for _ in range(2)]
+    try:
+        for p in runs:
+            out, err = p.communicate(timeout=RUN_TIMEOUT)
+            assert p.returncode == 0, (out, err)
+            j = json.loads(out)
+            assert j["error"]["code"] == "SANDBOX_MEMORY_LIMIT" and j["cgroup_limits"], j
+    finally:
+        for p in runs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.name for p in delegated.iterdir() if p.is_dir()] == ["cordon-supervisor"]
+    assert sorted(subtree_control(delegated)) == sorted(NEEDED)
+    # Undo what this test set up, so the fixture finds the cgroup as it made it.
+    leaf.rmdir()
+    for c in NEEDED:
+        (delegated / "cgroup.subtree_control").write_text(f"-{c}")

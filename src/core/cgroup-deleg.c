@@ -32,6 +32,7 @@ static const char *const deleg_needed[] = {"memory", "pids", "cpu"};
 static char deleg_path[4096]; /* absolute path of D, once found */
 static unsigned deleg_enabled; /* bit i: we enabled deleg_needed[i] in D */
 static bool deleg_in_leaf;  /* the supervisor is in D/cordon-supervisor */
+static bool deleg_born_in_leaf; /* it started there: another cordon set D up, and undoes it */
 
 static bool deleg_word_in(const char *list, const char *word)
 {
@@ -86,8 +87,15 @@ int cg_deleg_detect(struct cdn_err *err)
 	char mnt[2048], own[2048], why[6144], buf[512];
 	if (cg_find_mount("cgroup2", NULL, mnt, sizeof(mnt)) < 0 || deleg_own_cgroup(own, sizeof(own)) < 0)
 		return deleg_refuse(err, ENOENT, "this host has no cgroup v2 hierarchy", DELEG_FIX_V1);
+	/* Started in the leaf of an earlier cordon (a child of a rootless supervisor, e.g. a
+	 * daemon's spawner): D is its parent, already set up, and stays as that cordon left it. */
+	size_t olen = strlen(own), llen = strlen("/" DELEG_LEAF);
+	deleg_born_in_leaf = olen > llen && !strcmp(own + olen - llen, "/" DELEG_LEAF);
+	if (deleg_born_in_leaf)
+		own[olen - llen] = 0;
+	deleg_in_leaf = deleg_born_in_leaf;
 	int n = snprintf(deleg_path, sizeof(deleg_path), "%s%s", mnt,
-			 strcmp(own, "/") ? own : "");
+			 strcmp(own, "/") && own[0] ? own : "");
 	if (n < 0 || (size_t)n >= sizeof(deleg_path))
 		return err_set(err, ENAMETOOLONG, "cgroup path of this process");
 	_cleanup_close_ int fd = open(deleg_path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
@@ -180,7 +188,8 @@ int cg_deleg_enter(struct cdn_err *err)
 			return err_set(err, -r, "enabling %s in \"%s/cgroup.subtree_control\"",
 				       deleg_needed[i], deleg_path);
 		}
-		deleg_enabled |= 1u << i;
+		if (!deleg_born_in_leaf)
+			deleg_enabled |= 1u << i; /* ours to disable again */
 	}
 	cg_v2_set_base(deleg_path);
 	return 0;
@@ -202,8 +211,11 @@ void cg_deleg_leave(void)
 		cg_remove_levels(pfd);
 		close(pfd);
 	}
-	if (cg_rmdir_retry(fd, CG_PARENT) < 0)
+	/* One try: the parent is busy only while another run's sandbox cgroup is in it. */
+	if (unlinkat(fd, CG_PARENT, AT_REMOVEDIR) < 0 && errno != ENOENT)
 		return;
+	if (deleg_born_in_leaf)
+		return; /* D, its controllers and our leaf belong to the cordon that made them */
 	for (size_t i = ARRAY_SIZE(deleg_needed); i-- > 0;) {
 		if (!(deleg_enabled & (1u << i)))
 			continue;
