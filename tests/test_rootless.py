@@ -599,19 +599,25 @@ def test_delegated_runs_started_in_the_supervisor_leaf(rootless, delegated):
         os.chown(leaf / f if f else leaf, ROOTLESS_UID, ROOTLESS_UID)
     for c in NEEDED:  # what the first cordon did; allowed as D itself holds no process
         (delegated / "cgroup.subtree_control").write_text(f"+{c}")
-    args = ["run", "--state-dir", rootless.state, "--json", "-m", "64M", "-t", "60s", "--ro",
-            f"{rootless.helper_path}:/helper", "--", "/helper", "memhog", "1G"]
-    runs = [subprocess.Popen(rootless.argv(args, leaf), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=rootless.env)
-            for _ in range(2)]
+    # Runs that start and end at different moments: one's teardown must never take the
+    # parent cgroup from under another (the shared flock on D).
+    def args(*cmd):
+        return ["run", "--state-dir", rootless.state, "--json", "-m", "64M", "-t", "60s",
+                "--ro", f"{rootless.helper_path}:/helper", "--", "/helper", *cmd]
+    cmds = [("memhog", "1G"), ("memhog", "1G")] + [("echo", str(i)) for i in range(4)]
+    runs = [(cmd, subprocess.Popen(rootless.argv(args(*cmd), leaf), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env=rootless.env))
+            for cmd in cmds]
     try:
-        for p in runs:
+        for cmd, p in runs:
             out, err = p.communicate(timeout=RUN_TIMEOUT)
-            assert p.returncode == 0, (out, err)
+            assert p.returncode == 0, (cmd, out, err)
             j = json.loads(out)
-            assert j["error"]["code"] == "SANDBOX_MEMORY_LIMIT" and j["cgroup_limits"], j
+            want = "SANDBOX_MEMORY_LIMIT" if cmd[0] == "memhog" else None
+            assert (j["error"] or {}).get("code") == want and j["cgroup_limits"], (cmd, j)
     finally:
-        for p in runs:
+        for _, p in runs:
             if p.poll() is None:
                 p.kill()
                 p.wait()

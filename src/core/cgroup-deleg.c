@@ -17,12 +17,19 @@
  *
  * and after it (cg_deleg_leave) everything is undone: the parent removed, the controllers we
  * enabled disabled again, the supervisor moved back to D and its leaf removed, so the caller's
- * cgroup is left as it was found. cordon writes nothing outside D and moves only itself. */
+ * cgroup is left as it was found. cordon writes nothing outside D and moves only itself.
+ *
+ * Runs that share D (started in its leaf, see cg_deleg_detect) hold a shared flock on D's
+ * directory from enter to leave; only a run that gets it exclusively at leave (no other run
+ * between its enter and its leave) tears anything down, so no run loses its parent cgroup to
+ * another's teardown. The lock is on the cgroup's own inode: it binds every cordon that uses
+ * D, whatever its state dir. */
 #include "cgroup.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #define DELEG_LEAF "cordon-supervisor"
@@ -33,6 +40,7 @@ static char deleg_path[4096]; /* absolute path of D, once found */
 static unsigned deleg_enabled; /* bit i: we enabled deleg_needed[i] in D */
 static bool deleg_in_leaf;  /* the supervisor is in D/cordon-supervisor */
 static bool deleg_born_in_leaf; /* it started there: another cordon set D up, and undoes it */
+static int deleg_lock_fd = -1;  /* D's directory, flock()ed shared for the run */
 
 static bool deleg_word_in(const char *list, const char *word)
 {
@@ -152,6 +160,19 @@ int cg_deleg_enter(struct cdn_err *err)
 	if (fd < 0)
 		return err_set(err, errno, "opening delegated cgroup \"%s\"", deleg_path);
 	int r;
+	if (deleg_lock_fd < 0) {
+		int lfd = open(deleg_path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+		if (lfd < 0)
+			return err_set(err, errno, "opening delegated cgroup \"%s\"", deleg_path);
+		while ((r = flock(lfd, LOCK_SH)) < 0 && errno == EINTR)
+			;
+		if (r < 0) {
+			int e = errno;
+			close(lfd);
+			return err_set(err, e, "locking delegated cgroup \"%s\"", deleg_path);
+		}
+		deleg_lock_fd = lfd;
+	}
 	if (!deleg_in_leaf) {
 		if (mkdirat(fd, DELEG_LEAF, 0755) < 0 && errno != EEXIST)
 			return err_set(err, errno, "creating \"%s/" DELEG_LEAF "\"", deleg_path);
@@ -195,11 +216,11 @@ int cg_deleg_enter(struct cdn_err *err)
 	return 0;
 }
 
-void cg_deleg_leave(void)
+/* Teardown, only with D locked exclusively (see the top of the file). */
+static void deleg_teardown(void)
 {
 	if (!deleg_in_leaf)
 		return;
-	cg_v2_set_base(NULL);
 	_cleanup_close_ int fd = open(deleg_path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -229,4 +250,16 @@ void cg_deleg_leave(void)
 		return;
 	deleg_in_leaf = false;
 	cg_rmdir_retry(fd, DELEG_LEAF);
+}
+
+void cg_deleg_leave(void)
+{
+	cg_v2_set_base(NULL);
+	if (deleg_lock_fd < 0)
+		return;
+	/* Not atomic (flock drops the shared lock first), which does not matter: we are done. */
+	if (flock(deleg_lock_fd, LOCK_EX | LOCK_NB) == 0)
+		deleg_teardown();
+	close(deleg_lock_fd);
+	deleg_lock_fd = -1;
 }

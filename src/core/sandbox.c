@@ -1126,8 +1126,10 @@ int sandbox_run(const struct sbx_spec *spec, struct sbx_result *ret_result, stru
 	r.have_cg = !spec->no_cgroup;
 	ret_result->cgroup_limits = r.have_cg;
 	/* Rootless with limits: into the caller's delegated cgroup first (cgroup-deleg.c). */
-	if (r.have_cg && host.rootless && (rr = cg_deleg_enter(err)) < 0)
+	if (r.have_cg && host.rootless && (rr = cg_deleg_enter(err)) < 0) {
+		cg_deleg_leave();
 		return rr;
+	}
 	rr = prepare(&r, &ctx, err);
 	if (rr < 0)
 		goto out;
