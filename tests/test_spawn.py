@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ERROR_CODES, HOST_LEAK_VALUE, RUN_TIMEOUT
+from conftest import ERROR_CODES, HOST_LEAK_VALUE, RUN_TIMEOUT, sandbox_processes, wait_until
 
 SECRET = "s3cr3t-Val\"ue\\x"  # a quote and a backslash: JSON escapes them
 
@@ -956,3 +956,59 @@ def test_node_es_module_entrypoint(cordon):
         {"path": "main.mjs", "content": "const f = () => {\n  throw new Error('esm');\n};\nf();\n"}]})
     expect(s, "SANDBOX_RUNTIME_ERROR")
     assert s.result["error"]["source_location"] == {"file": "main.mjs", "line": 2, "column": 9}, s
+
+
+# ---------------------------------------------------------------------------------------------
+# --parent-pid: __spawn dies with the daemon
+
+MIDDLE = r"""
+import os, subprocess, sys
+# Stands in for the daemon: starts __spawn tied to itself, tells its pid, waits.
+p = subprocess.Popen([sys.argv[1], "__spawn", "--state-dir", sys.argv[2],
+                      "--parent-pid", str(os.getpid())], stdin=subprocess.PIPE)
+p.stdin.write(sys.argv[3].encode())
+p.stdin.close()
+sys.stderr.write(f"{p.pid}\n")
+sys.stderr.flush()
+p.wait()
+"""
+
+
+def test_parent_pid_sigkill_of_the_daemon_takes_spawn_and_sandbox_down(cordon, request):
+    req = json.dumps({"command": ["sh", "-c", "echo ready; exec sleep 60"],
+                      "limits": {"timeout_ms": 120000}})
+    m = subprocess.Popen(["/usr/bin/python3", "-c", MIDDLE, cordon.bin, cordon.state_dir, req],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cordon.env)
+    spawn_pid = int(m.stderr.readline())
+    read_events_until(m, lambda e: e["type"] == "stdout" and "ready" in e["data"])
+    m.kill()
+    m.wait()
+
+    def gone():
+        try:
+            with open(f"/proc/{spawn_pid}/stat") as f:
+                return f.read().split(")")[1].split()[0] in ("Z", "X")
+        except OSError:
+            return True
+    assert wait_until(gone, 30), "__spawn outlived its parent"
+    assert wait_until(lambda: not sandbox_processes(), 30), \
+        f"sandbox processes outlived __spawn: {sandbox_processes()}"
+    # What the killed __spawn could not remove (its cgroup), the next run sweeps.
+    expect(spawn(cordon, {"command": ["true"]}), None)
+    m.stdout.close()
+    m.stderr.close()
+
+
+def test_parent_pid_must_be_the_parent(cordon):
+    for arg in ["1", "nope", "0", "-5"]:
+        p = subprocess.run([cordon.bin, "__spawn", "--parent-pid", arg, "--runtimes"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cordon.env,
+                           timeout=RUN_TIMEOUT)
+        assert p.returncode == 125 and p.stdout == b"", (arg, p)
+        assert len(p.stderr.decode().splitlines()) == 1, (arg, p.stderr)
+    p = subprocess.run(["/usr/bin/python3", "-c",
+                        "import os, subprocess, sys; sys.exit(subprocess.run([sys.argv[1], "
+                        "'__spawn', '--parent-pid', str(os.getpid()), '--runtimes'], "
+                        "stdout=subprocess.DEVNULL).returncode)", cordon.bin],
+                       env=cordon.env, timeout=RUN_TIMEOUT)
+    assert p.returncode == 0

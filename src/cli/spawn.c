@@ -7,6 +7,8 @@
  *   daemon (threads) --posix_spawn--> __spawn (host root, host namespaces, ONE thread)
  *       stdin:  one JSON request, then EOF           stdout: JSON-lines events, result last
  *       stderr: one line, only when cordon failed    SIGTERM/SIGINT: cancel the run
+ *       --parent-pid: SIGKILLed when the daemon dies (PDEATHSIG), and the core's init dies
+ *       with us, so a kill -9 of the daemon leaves no sandbox behind
  *   __spawn --sandbox_run()--> init + program (src/core: every layer of SECURITY.md)
  *
  * __spawn reads and checks the request (spawn-req.c) before anything touches the host, resolves
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #include "cli.h"
 #include "core/limits.h"
@@ -408,13 +411,37 @@ static int spawn_execute(const char *state_dir)
 	return 0;
 }
 
+/* --parent-pid PID: die with the daemon. PDEATHSIG first, then the check: a daemon that died
+ * before the prctl would otherwise leave us running (and our sandbox until its limits). The
+ * signal comes when the thread that spawned us exits, so the daemon spawns from long-lived
+ * threads. */
+static int spawn_tie_to_parent(const char *arg)
+{
+	uint64_t pid = 0;
+	if (parse_u64(arg, &pid) < 0 || pid < 1 || pid > INT32_MAX) {
+		cli_error("__spawn: --parent-pid \"%s\" is not a process id", arg);
+		return -EINVAL;
+	}
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+		cli_error("__spawn: prctl(PR_SET_PDEATHSIG): %m");
+		return -errno;
+	}
+	if (getppid() != (pid_t)pid) {
+		cli_error("__spawn: the parent process %llu is gone", (unsigned long long)pid);
+		return -ESRCH;
+	}
+	return 0;
+}
+
 int spawn_main(int argc, char **argv)
 {
-	const char *state_dir = NULL;
+	const char *state_dir = NULL, *parent = NULL;
 	bool runtimes = false;
 	for (int i = 1; i < argc; i++) {
 		if (streq(argv[i], "--state-dir") && i + 1 < argc) {
 			state_dir = argv[++i];
+		} else if (streq(argv[i], "--parent-pid") && i + 1 < argc) {
+			parent = argv[++i];
 		} else if (streq(argv[i], "--runtimes")) {
 			runtimes = true;
 		} else {
@@ -422,6 +449,8 @@ int spawn_main(int argc, char **argv)
 			return EXIT_CORDON;
 		}
 	}
+	if (parent && spawn_tie_to_parent(parent) < 0)
+		return EXIT_CORDON;
 	if (runtimes)
 		return spawn_runtimes_main(state_dir);
 	spawn_install_signals();
