@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 
 /* What we restore: permissions (minus setuid/setgid, dropped per entry) and times. Left out on
  * purpose: ARCHIVE_EXTRACT_OWNER (files would belong to arbitrary host uids), XATTR (e.g.
@@ -282,5 +283,187 @@ int extract_tar_limited(int archive_fd, int rootfd, const struct extract_limits 
 	archive_read_free(in);
 	if (fchdir(oldcwd) < 0 && r == 0)
 		r = err_set(err, errno, "returning to the working directory");
+	return r;
+}
+
+/* ---- extract_tar_at: the *at() writer ------------------------------------------------------ */
+
+/* Open the directory that will hold path's last component, creating missing directories on
+ * the way (0755). A component that exists and is not a directory (a symlink included: O_NOFOLLOW
+ * refuses it) fails. *ret_base points into path. */
+static int at_open_parent(int rootfd, char *path, const char **ret_base)
+{
+	int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	if (cur < 0)
+		return -errno;
+	char *p = path;
+	for (;;) {
+		char *slash = strchr(p, '/');
+		if (!slash)
+			break;
+		*slash = 0;
+		if (strlen(p) > NAME_MAX) {
+			*slash = '/';
+			close(cur);
+			return -ENAMETOOLONG;
+		}
+		if (mkdirat(cur, p, 0755) < 0 && errno != EEXIST) {
+			int e = -errno;
+			*slash = '/';
+			close(cur);
+			return e;
+		}
+		int next = openat(cur, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = -errno;
+		*slash = '/';
+		close(cur);
+		if (next < 0)
+			return e == -ELOOP ? -ENOTDIR : e;
+		cur = next;
+		p = slash + 1;
+	}
+	if (strlen(p) > NAME_MAX) {
+		close(cur);
+		return -ENAMETOOLONG;
+	}
+	*ret_base = p;
+	return cur;
+}
+
+/* Make room for a new entry: whatever is there that is not a directory goes. */
+static int at_clear(int dirfd, const char *base, bool for_dir)
+{
+	struct stat st;
+	if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (S_ISDIR(st.st_mode))
+		return for_dir ? 1 : -EISDIR;
+	return unlinkat(dirfd, base, 0) < 0 ? -errno : 0;
+}
+
+static int at_write_file(struct archive *in, int dirfd, const char *base, mode_t mode,
+			 uint64_t max_bytes, struct extract_stats *st, const char *path,
+			 struct cdn_err *err)
+{
+	_cleanup_close_ int fd = openat(dirfd, base,
+					O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		return err_set(err, errno, "creating \"%.200s\"", path);
+	for (;;) {
+		const void *buf;
+		size_t size;
+		la_int64_t offset;
+		int r = archive_read_data_block(in, &buf, &size, &offset);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r < ARCHIVE_WARN)
+			return err_set(err, 0, "reading \"%.200s\": %s", path, archive_error_string(in));
+		if (size > max_bytes - st->bytes)
+			return err_set(err, EFBIG, "archive holds over %llu bytes of data",
+				       (unsigned long long)max_bytes);
+		st->bytes += size;
+		for (size_t done = 0; done < size;) {
+			ssize_t w = pwrite(fd, (const char *)buf + done, size - done,
+					   (off_t)offset + (off_t)done);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return err_set(err, w < 0 ? errno : EIO, "writing \"%.200s\"", path);
+			done += (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static void at_set_time(int dirfd, const char *base, struct archive_entry *e)
+{
+	if (!archive_entry_mtime_is_set(e))
+		return;
+	struct timespec ts[2] = {
+		{.tv_sec = archive_entry_mtime(e), .tv_nsec = archive_entry_mtime_nsec(e)},
+		{.tv_sec = archive_entry_mtime(e), .tv_nsec = archive_entry_mtime_nsec(e)},
+	};
+	utimensat(dirfd, base, ts, AT_SYMLINK_NOFOLLOW); /* best effort, like libarchive's */
+}
+
+static int at_entry(struct archive *in, struct archive_entry *e, int rootfd, uint64_t max_bytes,
+		    struct extract_stats *st, struct cdn_err *err)
+{
+	char path[EXTRACT_MAX_PATH + 2];
+	const char *name = archive_entry_pathname(e);
+	int r = extract_clean_path(name, path, sizeof(path));
+	if (r < 0)
+		return err_set(err, 0, "entry \"%.200s\": %s", name ? name : "?", extract_reason(r));
+	if (r == 1)
+		return 0; /* the root itself */
+	if (archive_entry_hardlink(e))
+		return err_set(err, 0, "entry \"%.200s\": hard links are refused", path);
+	mode_t type = archive_entry_filetype(e);
+	if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK) {
+		st->skipped++; /* devices would be host devices; FIFOs, sockets: no use */
+		return 0;
+	}
+	/* No setuid/setgid/sticky: the workspace is a host directory too. */
+	mode_t mode = archive_entry_perm(e) & 0777;
+	char walk[EXTRACT_MAX_PATH + 2];
+	memcpy(walk, path, strlen(path) + 1);
+	const char *base = NULL;
+	int dirfd = at_open_parent(rootfd, walk, &base);
+	if (dirfd < 0)
+		return err_set(err, 0, "entry \"%.200s\": %s", path, extract_reason(dirfd));
+	_cleanup_close_ int dfd = dirfd;
+	r = at_clear(dfd, base, type == AE_IFDIR);
+	if (r < 0)
+		return err_set(err, -r, "entry \"%.200s\": replacing what is there", path);
+	if (type == AE_IFDIR) {
+		if (r == 0 && mkdirat(dfd, base, 0700) < 0)
+			return err_set(err, errno, "creating directory \"%.200s\"", path);
+		/* The owner keeps access whatever the archive says: the walk must get through. */
+		if (fchmodat(dfd, base, mode | 0700, 0) < 0)
+			return err_set(err, errno, "chmod \"%.200s\"", path);
+	} else if (type == AE_IFLNK) {
+		const char *target = archive_entry_symlink(e);
+		if (!target || strlen(target) > EXTRACT_MAX_PATH)
+			return err_set(err, 0, "entry \"%.200s\": bad symlink target", path);
+		if (symlinkat(target, dfd, base) < 0)
+			return err_set(err, errno, "creating symlink \"%.200s\"", path);
+	} else {
+		r = at_write_file(in, dfd, base, mode, max_bytes, st, path, err);
+		if (r < 0)
+			return r;
+	}
+	at_set_time(dfd, base, e);
+	st->entries++;
+	return 0;
+}
+
+int extract_tar_at(int archive_fd, int rootfd, const struct extract_limits *lim,
+		   struct extract_stats *ret, struct cdn_err *err)
+{
+	*ret = (struct extract_stats){0};
+	uint64_t max_entries = lim && lim->max_entries ? lim->max_entries : EXTRACT_MAX_ENTRIES;
+	uint64_t max_bytes = lim && lim->max_bytes ? lim->max_bytes : EXTRACT_MAX_BYTES;
+	struct archive *in = extract_reader(archive_fd, err);
+	if (!in)
+		return -EINVAL;
+	int r = 0;
+	for (uint64_t seen = 0;;) {
+		struct archive_entry *entry;
+		int ar = archive_read_next_header(in, &entry);
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar < ARCHIVE_WARN) {
+			r = err_set(err, 0, "reading the archive: %s", archive_error_string(in));
+			break;
+		}
+		if (++seen > max_entries) {
+			r = err_set(err, 0, "archive has over %llu entries",
+				    (unsigned long long)max_entries);
+			break;
+		}
+		if ((r = at_entry(in, entry, rootfd, max_bytes, ret, err)) < 0)
+			break;
+	}
+	archive_read_free(in);
 	return r;
 }

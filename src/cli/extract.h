@@ -33,3 +33,14 @@ struct extract_limits {
 };
 int extract_tar_limited(int archive_fd, int rootfd, const struct extract_limits *lim,
 			struct extract_stats *ret, struct cdn_err *err);
+
+/* The same for a threaded caller (the daemon: a daiv workspace): no chdir and no
+ * archive_write_disk; every entry is created with *at() calls relative to rootfd, each
+ * directory on the way opened with O_NOFOLLOW. Regular files, directories and symlinks are
+ * created (a symlink is stored as it is and never followed, neither here nor by a later
+ * entry); hard links are refused (a link could name a file the caller must not publish),
+ * device nodes, FIFOs and sockets are skipped. Files belong to the caller, setuid/setgid/
+ * sticky bits are dropped, mtimes restored. lim may be NULL (the EXTRACT_MAX_* bounds; a 0
+ * member too). On failure the directory holds a partial tree. */
+int extract_tar_at(int archive_fd, int rootfd, const struct extract_limits *lim,
+		   struct extract_stats *ret, struct cdn_err *err);

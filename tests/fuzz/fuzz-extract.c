@@ -1,5 +1,5 @@
 /* Fuzz target: src/cli/extract.c, the extraction of untrusted tar archives (`cordon image
- * import`, and archive uploads of the daemon).
+ * import` with extract_tar, and the daemon's daiv workspaces with extract_tar_at).
  *
  * Each input is extracted into a fresh directory two levels below an otherwise empty work
  * directory. Beyond the sanitizers' own checks it asserts the extractor's promises: nothing
@@ -133,9 +133,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check_alone(outer, "root");
 	fuzz_check_tree(root, 0);
 	close(root);
-	close(in);
 	if (rmtree_at(outer, "root") < 0)
 		fuzz_fail("rmtree", "outer/root");
+
+	/* The same input through the daemon's chdir-free extractor (daiv workspaces), with the
+	 * same promises. */
+	if (mkdirat(outer, "root", 0700) < 0 || (root = openat(outer, "root", O_RDONLY |
+							       O_DIRECTORY | O_CLOEXEC)) < 0)
+		fuzz_fail("target directory", "outer/root (at)");
+	lseek(in, 0, SEEK_SET);
+	(void)extract_tar_at(in, root, NULL, &st, &err);
+	fuzz_check_alone(work_fd, "outer");
+	fuzz_check_alone(outer, "root");
+	fuzz_check_tree(root, 0);
+	close(root);
+	close(in);
+	if (rmtree_at(outer, "root") < 0)
+		fuzz_fail("rmtree", "outer/root (at)");
 	close(outer);
 	return 0;
 }
