@@ -35,8 +35,9 @@ ifneq ($(SAN),1)
 LDFLAGS_CORDON := -static-pie
 endif
 LIBS_IMAGE := -Wl,--as-needed $(shell pkg-config --libs libarchive 2>/dev/null)
-# cordon-serve, the daemon (`cordon serve` execs it): HTTP, JSON, SQL and libcrypto.
-SERVE_PKGS := libmicrohttpd jansson sqlite3 libcrypto
+# cordon-serve, the daemon (`cordon serve` execs it): HTTP, JSON, SQL, libcrypto, libcurl
+# (signed callbacks) and libarchive (daiv workspaces, with the CLI's safe extraction).
+SERVE_PKGS := libmicrohttpd jansson sqlite3 libcrypto libcurl libarchive
 LIBS_SERVE := -Wl,--as-needed $(shell pkg-config --libs $(SERVE_PKGS) 2>/dev/null) -lpthread -lm
 SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS) 2>/dev/null)
 
@@ -44,7 +45,7 @@ CORE_SRC := $(wildcard src/core/*.c)
 IMAGE_ONLY := src/cli/image-main.c src/cli/image.c src/cli/extract.c
 CLI_SRC := $(filter-out $(IMAGE_ONLY),$(wildcard src/cli/*.c))
 SERVE_SRC := $(wildcard src/server/*.c)
-SERVE_OBJ := $(SERVE_SRC:%.c=$(BUILD)/%.o)
+SERVE_OBJ := $(SERVE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/cli/extract.o $(BUILD)/src/cli/rmtree.o
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 IMAGE_OBJ := $(IMAGE_ONLY:%.c=$(BUILD)/%.o) $(filter-out $(BUILD)/src/cli/main.o \

@@ -71,6 +71,7 @@ static void (*const registrations[])(void) = {
 	store_register,
 	ops_register,
 	tenants_register,
+	exec_register,
 };
 
 static const char usage[] =

@@ -62,3 +62,4 @@ int srv_module_add(const struct srv_module *m);
 /* Registration functions called by main.c before start: each adds its routes and module. */
 void ops_register(void);     /* healthz, readyz, metrics (ops.c) */
 void tenants_register(void); /* admin endpoints (tenants.c) */
+void exec_register(void);    /* executions, runtimes, daiv (exec-api.c) */

@@ -50,6 +50,8 @@ static const struct srv_limit_def srv_limits[] = {
 	 "bytes pending for one slow event-stream reader"},
 	{"shutdown_grace_ms", LIMIT_MS, 0, 24 * 3600 * 1000ULL, 30000,
 	 "SIGTERM: time running executions get before they are cancelled"},
+	{"workers", LIMIT_COUNT, 1, 256, 8,
+	 "executions running at once (one `cordon __spawn` process each)"},
 	{"queue_max", LIMIT_COUNT, 1, 1000000, 256, "executions waiting to run (503 over it)"},
 	{"max_wait_ms", LIMIT_MS, 0, 3600 * 1000ULL, 60000, "longest ?wait_ms= long-poll"},
 };
