@@ -157,12 +157,14 @@ UNIT_BIN += $(BUILD)/unit-fuzz-extract
 
 # The daemon's request validation (src/server/validate*.c and what they use; main.o and
 # ops.o, which needs main.o, aside).
-FUZZ_SERVE_OBJ := $(filter-out $(BUILD)/src/server/main.o $(BUILD)/src/server/ops.o,$(SERVE_OBJ))
+# Linked from the archive: only the objects the validator needs (not the modules, whose
+# registration needs main.c).
 $(BUILD)/unit-fuzz-exec-request: tests/fuzz/fuzz-exec-request.c tests/fuzz/replay.h \
-		$(FUZZ_SERVE_OBJ) $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a
+		$(BUILD)/libcordon-server.a $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a
 	$(CC) $(CFLAGS_BASE) $(HARDEN) $(SERVE_CFLAGS) $(CFLAGS) \
 		-DFUZZ_CORPUS='"tests/fuzz/corpus/exec-request"' $(LDFLAGS_BASE) $(LDFLAGS) -o $@ $< \
-		$(FUZZ_SERVE_OBJ) $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a $(LIBS_SERVE)
+		$(BUILD)/libcordon-server.a $(BUILD)/libcordon-store.a $(BUILD)/libcordon-core.a \
+		$(LIBS_SERVE)
 UNIT_BIN += $(BUILD)/unit-fuzz-exec-request
 
 build-fuzz/fuzz-extract: tests/fuzz/fuzz-extract.c $(FUZZ_EXTRACT_SRC)
