@@ -143,7 +143,7 @@ int ws_extract(struct workspace *w, const void *tar, size_t len, struct cdn_err 
 	if (root < 0)
 		return err_set(err, errno, "opening the workspace");
 	struct extract_stats st;
-	struct extract_caps caps = {.max_entries = WS_MAX_ENTRIES};
+	struct extract_limits caps = {.max_entries = WS_MAX_ENTRIES};
 	return extract_tar_at(mfd, root, &caps, &st, err);
 }
 
