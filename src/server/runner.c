@@ -116,19 +116,28 @@ int runner_submit(struct runner *r, struct run_submit *s, struct run_job **ret,
 
 	pthread_mutex_lock(&r->lock);
 	int rc = 0;
-	if (r->shutting_down)
-		rc = err_set(err, ESHUTDOWN, "the daemon is shutting down");
-	else if (r->q_len + r->running + r->reserved >= r->cap)
-		rc = err_set(err, EAGAIN, "the queue is full (%u executions waiting)",
-			     r->cfg.queue_max);
-	else if (s->tenant_max_active) {
+	/* Messages go to API callers as they are: no strerror() suffix (errnum 0). */
+	if (r->shutting_down) {
+		err_set(err, 0, "the daemon is shutting down");
+		rc = -ESHUTDOWN;
+	} else if (r->q_len + r->running + r->reserved >= r->cap) {
+		err_set(err, 0, "the queue is full (%u executions waiting)", r->cfg.queue_max);
+		rc = -EAGAIN;
+	} else if (s->tenant_max_active) {
+		/* A run that has ended but is still being retired no longer counts. */
 		unsigned n = 0;
-		for (struct run_job *o = r->inflight; o; o = o->next_inflight)
-			if (o->tenant && s->tenant && strcmp(o->tenant, s->tenant) == 0)
-				n++;
-		if (n >= s->tenant_max_active)
-			rc = err_set(err, EDQUOT, "%u concurrent executions is the plan's maximum",
-				     s->tenant_max_active);
+		for (struct run_job *o = r->inflight; o; o = o->next_inflight) {
+			if (!o->tenant || !s->tenant || strcmp(o->tenant, s->tenant) != 0)
+				continue;
+			pthread_mutex_lock(&o->lock);
+			n += o->state != JOB_DONE;
+			pthread_mutex_unlock(&o->lock);
+		}
+		if (n >= s->tenant_max_active) {
+			err_set(err, 0, "%u concurrent executions is the plan's maximum",
+				s->tenant_max_active);
+			rc = -EDQUOT;
+		}
 	}
 	if (rc == 0) {
 		j->next_inflight = r->inflight;
