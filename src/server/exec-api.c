@@ -28,6 +28,7 @@ extern char **environ;
 #define EXEC_LIST_DEFAULT 20
 #define EXEC_LIST_MAX 100
 #define RUNTIMES_MAX_BYTES (1u << 20)
+#define SETPRIV "/usr/bin/setpriv"
 
 static int64_t wall_ms(void)
 {
@@ -503,6 +504,10 @@ static json_t *runtimes_load(const char *cordon, const char *state_dir, bool par
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	/* Its stderr is not our JSON-lines log: a refusal line goes to /dev/null (the exit
+	 * status says it failed; the caller retries without --parent-pid or reports). */
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	char ppid[24];
 	snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
 	char *argv[] = {(char *)cordon, (char *)"__spawn",     (char *)"--runtimes",
@@ -576,10 +581,8 @@ static int exec_start(struct srv *s)
 		log_msg(LOG_WARN, "executions are off: no store", NULL);
 		return 0;
 	}
-	/* What a daemon killed by -9 left: cgroups of its sandboxes (their processes died with
-	 * their spawner: PDEATHSIG), workspaces, and records still queued or running. */
-	if (sandbox_sweep(s->cfg.state_dir, &err) < 0)
-		log_msg(LOG_WARN, "sweeping stale sandboxes failed", json_pack("{ss}", "error", err.msg));
+	/* What a daemon killed by -9 left: workspaces (its sandboxes' processes died with their
+	 * spawners, PDEATHSIG) here; stale cgroups below, once we know it left runs behind. */
 	uint64_t n = 0;
 	if (ws_sweep(s->cfg.state_dir, &n, &err) < 0)
 		log_msg(LOG_WARN, "sweeping workspaces failed", json_pack("{ss}", "error", err.msg));
@@ -590,10 +593,16 @@ static int exec_start(struct srv *s)
 		log_msg(LOG_ERROR, "starting callbacks failed", json_pack("{ss}", "error", err.msg));
 		return -EIO;
 	}
-	if (exec_recover(&err) < 0) {
+	int recovered = exec_recover(&err);
+	if (recovered < 0) {
 		log_msg(LOG_ERROR, "crash recovery failed", json_pack("{ss}", "error", err.msg));
 		return -EIO;
 	}
+	/* Runs were left unfinished: their cgroups may be there (each sandbox_run() sweeps stale
+	 * ones too, but the next run may be far). Only then: the sweep creates the cgroup parents
+	 * it walks, which a daemon that never ran anything has no business making. */
+	if (recovered > 0 && sandbox_sweep(s->cfg.state_dir, &err) < 0)
+		log_msg(LOG_WARN, "sweeping stale sandboxes failed", json_pack("{ss}", "error", err.msg));
 	/* The spawner dies with the daemon when it takes --parent-pid (PDEATHSIG): asked once
 	 * here, with the runtimes; a spawner without it still runs, with a warning. */
 	bool parent_pid = true;
@@ -605,8 +614,9 @@ static int exec_start(struct srv *s)
 						  sizeof(exec_ctx.runtimes_error));
 		if (exec_ctx.runtimes) {
 			parent_pid = false;
-			log_msg(LOG_WARN, "the spawner refuses --parent-pid: sandboxes would outlive a "
-					  "daemon killed by -9",
+			log_msg(LOG_WARN, "the spawner refuses --parent-pid: it runs under setpriv "
+					  "--pdeathsig instead (a daemon killed while it starts one can "
+					  "leave that one behind)",
 				NULL);
 		}
 	}
@@ -619,6 +629,8 @@ static int exec_start(struct srv *s)
 		.workers = (unsigned)srv_limit("workers"),
 		.queue_max = (unsigned)srv_limit("queue_max"),
 		.parent_pid_arg = parent_pid,
+		/* util-linux's setpriv sets PDEATHSIG, then execs the spawner. */
+		.pdeathsig_wrapper = !parent_pid && access(SETPRIV, X_OK) == 0 ? SETPRIV : NULL,
 		.hooks = {.save = exec_hook_save, .log = exec_hook_log},
 	};
 	if (runner_new(&cfg, &exec_ctx.runner, &err) < 0) {

@@ -323,5 +323,5 @@ int exec_recover(struct cdn_err *err)
 		store_exec_release(&e);
 	}
 	free(rv.ids);
-	return 0;
+	return n > INT32_MAX ? INT32_MAX : (int)n;
 }

@@ -52,7 +52,7 @@ json_t *exec_from_store(const struct store_exec *e);
  * store. -ENOENT when unknown or another tenant's (404). */
 int exec_lookup(const char *tenant_id, const char *id, json_t **ret, struct cdn_err *err);
 /* At start: executions a killed daemon left queued/running become failed "daemon restarted";
- * their callbacks are sent. */
+ * their callbacks are sent. Returns how many, or -errno. */
 int exec_recover(struct cdn_err *err);
 /* ms since the epoch of an RFC 3339 string we wrote; 0 when NULL or unparsable. */
 int64_t exec_parse_time_ms(const char *s);

@@ -51,7 +51,7 @@ struct run_job {
 
 struct runner {
 	struct runner_config cfg;
-	char *cordon_path, *state_dir;
+	char *cordon_path, *state_dir, *wrapper;
 	pthread_mutex_t lock;
 	pthread_cond_t cond_work, cond_idle;
 	struct run_job **queue; /* ring of cap entries */

@@ -234,9 +234,23 @@ static int spawn_process(struct runner *r, int in_fd, int out_fd, int err_fd, pi
 {
 	char ppid[24];
 	snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
-	char *argv[] = {(char *)r->cfg.cordon_path, (char *)"__spawn", (char *)"--state-dir",
-			(char *)r->cfg.state_dir, r->cfg.parent_pid_arg ? (char *)"--parent-pid" : NULL,
-			ppid, NULL};
+	const char *argv[12];
+	size_t n = 0;
+	if (!r->cfg.parent_pid_arg && r->wrapper) {
+		argv[n++] = r->wrapper;
+		argv[n++] = "--pdeathsig";
+		argv[n++] = "KILL";
+		argv[n++] = "--";
+	}
+	argv[n++] = r->cfg.cordon_path;
+	argv[n++] = "__spawn";
+	argv[n++] = "--state-dir";
+	argv[n++] = r->cfg.state_dir;
+	if (r->cfg.parent_pid_arg) {
+		argv[n++] = "--parent-pid";
+		argv[n++] = ppid;
+	}
+	argv[n] = NULL;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	if (posix_spawn_file_actions_init(&fa) != 0)
@@ -264,7 +278,7 @@ static int spawn_process(struct runner *r, int in_fd, int out_fd, int err_fd, pi
 	rc = rc ?: posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
 						   POSIX_SPAWN_SETPGROUP);
 	if (rc == 0)
-		rc = posix_spawn(ret_pid, r->cfg.cordon_path, &fa, &attr, argv, environ);
+		rc = posix_spawn(ret_pid, argv[0], &fa, &attr, (char *const *)argv, environ);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 	return -rc;
@@ -452,8 +466,10 @@ int runner_new(const struct runner_config *cfg, struct runner **ret, struct cdn_
 	r->queue = calloc(r->cap, sizeof(*r->queue));
 	r->cordon_path = strdup(cfg->cordon_path);
 	r->state_dir = strdup(cfg->state_dir);
+	r->wrapper = cfg->pdeathsig_wrapper ? strdup(cfg->pdeathsig_wrapper) : NULL;
 	r->threads = calloc(cfg->workers, sizeof(*r->threads));
-	if (!r->queue || !r->cordon_path || !r->state_dir || !r->threads) {
+	if (!r->queue || !r->cordon_path || !r->state_dir || !r->threads ||
+	    (cfg->pdeathsig_wrapper && !r->wrapper)) {
 		runner_free(r);
 		return err_set(err, ENOMEM, "runner");
 	}
@@ -540,5 +556,6 @@ void runner_free(struct runner *r)
 	free(r->threads);
 	free(r->cordon_path);
 	free(r->state_dir);
+	free(r->wrapper);
 	free(r);
 }

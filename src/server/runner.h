@@ -53,6 +53,8 @@ struct runner_config {
 	unsigned workers;        /* sandboxes at once, 1..RUNNER_MAX_WORKERS */
 	unsigned queue_max;      /* executions waiting for a worker, 0..RUNNER_MAX_QUEUE */
 	bool parent_pid_arg;     /* pass --parent-pid (the spawner dies with the daemon) */
+	/* Else, if set: a program run as `W --pdeathsig KILL -- cordon __spawn ...` (setpriv). */
+	const char *pdeathsig_wrapper;
 	struct runner_hooks hooks;
 };
 
