@@ -138,8 +138,18 @@ static void probe_kernel(struct probe_report *rep)
 		probe_add(rep, "kernel", PROBE_WARN, PROBE_NONE, NULL, "uname: %s", strerror(errno));
 		return;
 	}
-	unsigned major = 0, minor = 0;
-	if (sscanf(u.release, "%u.%u", &major, &minor) < 2) {
+	/* "6.18.44-..." -> 6, 18: the leading digits of the first two fields. */
+	char field[2][8] = {"", ""};
+	const char *p = u.release;
+	for (int i = 0; i < 2; i++) {
+		size_t n = strspn(p, "0123456789");
+		if (n == 0 || n >= sizeof(field[i]))
+			break;
+		memcpy(field[i], p, n);
+		p += n + (p[n] == '.');
+	}
+	uint64_t major = 0, minor = 0;
+	if (parse_u64(field[0], &major) < 0 || parse_u64(field[1], &minor) < 0) {
 		probe_add(rep, "kernel", PROBE_WARN, PROBE_NONE, NULL,
 			  "cannot read the version of linux \"%s\"", u.release);
 		return;
