@@ -7,28 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tap.h"
+
 #include "core/limits.h"
 #include "core/redact.h"
 #include "core/util.h"
 
-#define ASSERT_EQ_U(a, b)                                                                          \
-	do {                                                                                       \
-		unsigned long long _a = (a), _b = (b);                                             \
-		if (_a != _b) {                                                                    \
-			fprintf(stderr, "%s:%d: %s == %llu, expected %s == %llu\n", __FILE__,       \
-				__LINE__, #a, _a, #b, _b);                                         \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-#define ASSERT_STR(a, b)                                                                           \
-	do {                                                                                       \
-		const char *_a = (a), *_b = (b);                                                   \
-		if (strcmp(_a, _b)) {                                                              \
-			fprintf(stderr, "%s:%d: got \"%s\", expected \"%s\"\n", __FILE__, __LINE__, \
-				_a, _b);                                                           \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static void test_parse_u64(void)
 {
@@ -148,10 +132,7 @@ static void test_redact(void)
 	redact_all_splits(none, 1, "plain text", "plain text");
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct tap_test tests[] = {
 	{"parse_u64", test_parse_u64},
 	{"parse_size", test_parse_size},
 	{"parse_duration", test_parse_duration},
@@ -159,25 +140,4 @@ static const struct {
 	{"redact", test_redact},
 };
 
-int main(void)
-{
-	int passed = 0, failed = 0;
-	size_t n = sizeof(tests) / sizeof(tests[0]);
-	printf("1..%zu\n", n);
-	for (size_t i = 0; i < n; i++) {
-		fflush(stdout);
-		pid_t pid = fork();
-		if (pid == 0) {
-			alarm(10);
-			tests[i].fn();
-			_exit(0);
-		}
-		int st = 0;
-		waitpid(pid, &st, 0);
-		bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-		printf("%s %zu - %s\n", ok ? "ok" : "not ok", i + 1, tests[i].name);
-		ok ? passed++ : failed++;
-	}
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
-}
+TAP_MAIN(tests, 10)

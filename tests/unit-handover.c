@@ -11,17 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tap.h"
+
 #include "core/handover.h"
 
-#define ASSERT_EQ_I(a, b)                                                                          \
-	do {                                                                                       \
-		long long _a = (a), _b = (b);                                                      \
-		if (_a != _b) {                                                                    \
-			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,       \
-				__LINE__, #a, _a, #b, _b);                                         \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
 
 #define UID 1999999001u
 
@@ -193,10 +186,7 @@ static void test_depth_bound(void)
 	remove_tree();
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct tap_test tests[] = {
 	{"every entry changes owner, no symlink target does, setuid cleared", test_gives_every_entry},
 	{"a single file", test_single_file},
 	{"a symlink as the tree is refused", test_symlink_root_refused},
@@ -206,27 +196,9 @@ static const struct {
 
 int main(void)
 {
-	int passed = 0, failed = 0;
-	size_t n = sizeof(tests) / sizeof(tests[0]);
-	printf("1..%zu\n", n);
 	if (geteuid() != 0) {
-		printf("# skipped: chown needs root\n0 passed, 0 failed\n");
+		printf("1..0\n# skipped: chown needs root\n0 passed, 0 failed\n");
 		return 0;
 	}
-	for (size_t i = 0; i < n; i++) {
-		fflush(stdout);
-		pid_t pid = fork();
-		if (pid == 0) {
-			alarm(30);
-			tests[i].fn();
-			_exit(0);
-		}
-		int st = 0;
-		waitpid(pid, &st, 0);
-		bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-		printf("%s %zu - %s\n", ok ? "ok" : "not ok", i + 1, tests[i].name);
-		ok ? passed++ : failed++;
-	}
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return tap_run(tests, sizeof(tests) / sizeof(tests[0]), 30);
 }

@@ -12,17 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tap.h"
+
 #include "cli/rmtree.h"
 
-#define ASSERT_EQ_I(a, b)                                                                          \
-	do {                                                                                       \
-		long long _a = (a), _b = (b);                                                      \
-		if (_a != _b) {                                                                    \
-			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,       \
-				__LINE__, #a, _a, #b, _b);                                         \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static char base[64];
 static int basefd;
@@ -89,33 +82,9 @@ static void test_symlink_not_followed(void)
 	rmdir(base);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct tap_test tests[] = {
 	{"a tree 3000 levels deep is removed completely", test_very_deep_tree},
 	{"symlinks are removed, not followed", test_symlink_not_followed},
 };
 
-int main(void)
-{
-	int passed = 0, failed = 0;
-	size_t n = sizeof(tests) / sizeof(tests[0]);
-	printf("1..%zu\n", n);
-	for (size_t i = 0; i < n; i++) {
-		fflush(stdout);
-		pid_t pid = fork();
-		if (pid == 0) {
-			alarm(60);
-			tests[i].fn();
-			_exit(0);
-		}
-		int st = 0;
-		waitpid(pid, &st, 0);
-		bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-		printf("%s %zu - %s\n", ok ? "ok" : "not ok", i + 1, tests[i].name);
-		ok ? passed++ : failed++;
-	}
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
-}
+TAP_MAIN(tests, 60)
