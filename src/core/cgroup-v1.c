@@ -52,9 +52,7 @@ static int v1_create(struct cg *cg, const char *name, struct cdn_err *err)
 	cg_level_path(name, cg->name, sizeof(cg->name), level, sizeof(level));
 	name = cg->name; /* "low/low-17": below its level's subtree */
 	for (int h = 0; h < H__COUNT; h++) {
-		if ((r = cg_make_level(parent_fd[h], level, false, err)) < 0)
-			return r;
-		if (mkdirat(parent_fd[h], name, 0755) < 0) {
+		if (cg_mkdir_leveled(parent_fd[h], level, name, false) < 0) {
 			if (errno != EEXIST)
 				return err_set(err, errno, "creating %s cgroup \"%s\"", hier_names[h],
 					       name);

@@ -82,9 +82,7 @@ static int v2_create(struct cg *cg, const char *name, struct cdn_err *err)
 	char level[16];
 	cg_level_path(name, cg->name, sizeof(cg->name), level, sizeof(level));
 	name = cg->name; /* "low/low-17": below its level's subtree */
-	if ((r = cg_make_level(parent_fd, level, true, err)) < 0)
-		return r;
-	if (mkdirat(parent_fd, name, 0755) < 0) {
+	if (cg_mkdir_leveled(parent_fd, level, name, true) < 0) {
 		if (errno != EEXIST)
 			return err_set(err, errno, "creating cgroup \"%s\"", name);
 		/* Stale cgroup of our own slot (we hold the lock): empty it and start afresh. */

@@ -137,6 +137,22 @@ int cg_make_level(int parentfd, const char *level, bool v2, struct cdn_err *err)
 	return 0;
 }
 
+int cg_mkdir_leveled(int parentfd, const char *level, const char *path, bool v2)
+{
+	for (int i = 0; i < 5; i++) {
+		struct cdn_err e;
+		if (cg_make_level(parentfd, level, v2, &e) < 0) {
+			errno = e.errnum ? e.errnum : EIO;
+			return -1;
+		}
+		if (mkdirat(parentfd, path, 0755) == 0)
+			return 0;
+		if (errno != ENOENT || !level[0])
+			return -1;
+	}
+	return -1;
+}
+
 void cg_remove_levels(int parentfd)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(cg_levels); i++)

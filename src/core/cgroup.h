@@ -81,6 +81,10 @@ void cg_level_path(const char *name, char *ret, size_t size, char *ret_level, si
 /* Make the level subtree of a path from cg_level_path below parentfd (it stays: it is cordon's
  * like the parent); on v2 with the controllers enabled for its children. */
 int cg_make_level(int parentfd, const char *level, bool v2, struct cdn_err *err);
+/* mkdirat(parentfd, path) for a path from cg_level_path, making its level first; -1 with
+ * errno as mkdirat (EEXIST: a stale cgroup of the slot). A level removed meanwhile by another
+ * cordon (rootless teardown of a shared delegated tree) is made again. */
+int cg_mkdir_leveled(int parentfd, const char *level, const char *path, bool v2);
 /* Remove the (empty) level subtrees below parentfd: before cordon's parent itself goes. */
 void cg_remove_levels(int parentfd);
 int cg_read_u64(int dirfd, const char *file, uint64_t *ret);
