@@ -445,6 +445,7 @@ def test_setuid_binary_in_writable_path_gains_nothing(cordon, helper, mode):
 
 
 def test_zombie_storm(cordon):
-    r = cordon.helper("zombies", "1000", opts=["--pids", "1100", "-t", "60s"])
+    # 60 s of CPU: 1000 forks take more than the default 5 s under emulation (the VM lane).
+    r = cordon.helper("zombies", "1000", opts=["--pids", "1100", "-t", "60s", "--cpu-time", "60s"])
     expect(r, None)
     assert "created 1000" in r.stdout, r

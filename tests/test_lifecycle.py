@@ -21,24 +21,45 @@ def test_concurrent_runs(cordon):
     n = 16
     results = [None] * n
     barrier = threading.Barrier(n)
+    done = threading.Event()
+    shared = []  # (uid, pids) seen at one instant: two live sandboxes with one host uid
+    most_at_once = [0]
+
+    def watch():
+        # A uid may come back once its run has ended (slots are reused); what must never
+        # happen is two live sandboxes on one uid. Each sandbox's program is one process.
+        while not done.is_set():
+            by_uid = {}
+            for pid, uids, cmd in sandbox_processes():
+                if cmd.startswith("/helper whoami"):
+                    by_uid.setdefault(uids[0], set()).add(pid)
+            most_at_once[0] = max(most_at_once[0], sum(len(p) for p in by_uid.values()))
+            shared.extend((u, sorted(p)) for u, p in by_uid.items() if len(p) > 1)
+            time.sleep(0.05)
 
     def one(i):
         barrier.wait()
-        # 2 s inside: the 16 runs overlap even when launches are slow.
+        # 2 s inside: the runs overlap even when launches are slow.
         results[i] = cordon.helper("whoami", "2", opts=["-t", "120s"], timeout=300)
 
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    done.set()
+    watcher.join()
     uids = []
     for r in results:
         assert r is not None, "a run thread failed (see the log above)"
         expect(r, None)
         uids.append(int(whoami_fields(r)["hostuid"]))
-    assert len(set(uids)) == n, f"concurrent runs shared a host uid: {sorted(uids)}"
+    assert not shared, f"live sandboxes shared a host uid (uid, pids): {shared[:5]}"
     assert min(uids) >= 1_000_000_000, sorted(uids)
+    # The check above saw runs side by side (else it tested nothing).
+    assert most_at_once[0] >= 2, f"no two runs were ever alive at once (uids {sorted(uids)})"
 
 
 def test_concurrent_runs_with_different_state_dirs(cordon):
