@@ -86,3 +86,14 @@ def test_c_program_limits_still_apply(cordon):
         "#include <unistd.h>\n#include <stdio.h>\n"
         "int main(void) { for (;;) if (fork() < 0) { perror(\"fork\"); return 1; } }\n"))
     expect(r, "SANDBOX_PROCESS_LIMIT")
+
+
+def test_program_peak_is_its_own_not_the_compilers(cordon):
+    # The compile step runs the gcc driver, cc1, as, collect2 and ld (3 or more processes at
+    # once, with init); the program below never forks. Its processes_peak must be its own
+    # step's: the kernel's pids.peak cannot be reset between the steps, so it must not be
+    # reported as the program's.
+    need("gcc")
+    r = cordon.runtime("c", "-t", "60s", code="int main(void) { return 0; }\n")
+    expect(r, None)
+    assert 1 <= r.metrics["processes_peak"] <= 2, f"the compile step's peak leaked\n{r}"

@@ -154,7 +154,9 @@ static int v1_stats(struct cg *cg, struct cg_stats *ret)
 	cg_read_u64(mem, "memory.usage_in_bytes", &ret->memory_current);
 	cg_read_key(mem, "memory.oom_control", "oom_kill", &ret->oom_kills);
 	cg_read_u64(pids, "pids.current", &ret->pids_current);
-	if (cg_read_u64(pids, "pids.peak", &ret->pids_peak) < 0)
+	if (cg->mem_peak_stale)
+		ret->memory_peak = 0;
+	if (cg->pids_peak_stale || cg_read_u64(pids, "pids.peak", &ret->pids_peak) < 0)
 		ret->pids_peak = 0;
 	cg_read_key(pids, "pids.events", "max", &ret->pids_refused);
 	return 0;
@@ -162,7 +164,9 @@ static int v1_stats(struct cg *cg, struct cg_stats *ret)
 
 static void v1_reset_peak(struct cg *cg)
 {
-	write_file_at(cg->dirfd[H_MEMORY], "memory.max_usage_in_bytes", "0");
+	if (write_file_at(cg->dirfd[H_MEMORY], "memory.max_usage_in_bytes", "0") < 0)
+		cg->mem_peak_stale = true;
+	cg->pids_peak_stale = true; /* pids.peak has no reset: a compile step's would count */
 }
 
 static int v1_destroy(struct cg *cg)

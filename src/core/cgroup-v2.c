@@ -166,7 +166,9 @@ static int v2_stats(struct cg *cg, struct cg_stats *ret)
 	cg_read_u64(fd, "memory.current", &ret->memory_current);
 	cg_read_key(fd, "memory.events", "oom_kill", &ret->oom_kills);
 	cg_read_u64(fd, "pids.current", &ret->pids_current);
-	if (cg_read_u64(fd, "pids.peak", &ret->pids_peak) < 0)
+	if (cg->mem_peak_stale)
+		ret->memory_peak = 0;
+	if (cg->pids_peak_stale || cg_read_u64(fd, "pids.peak", &ret->pids_peak) < 0)
 		ret->pids_peak = 0;
 	cg_read_key(fd, "pids.events", "max", &ret->pids_refused);
 	return 0;
@@ -174,8 +176,11 @@ static int v2_stats(struct cg *cg, struct cg_stats *ret)
 
 static void v2_reset_peak(struct cg *cg)
 {
-	/* Linux >= 6.12 resets memory.peak on write; older kernels keep the whole-run peak. */
-	write_file_at(cg->dirfd[0], "memory.peak", "reset");
+	/* Linux >= 6.12 resets memory.peak on write; older kernels keep the whole-run peak
+	 * (a compile step's would be reported as the program's). pids.peak has no reset. */
+	if (write_file_at(cg->dirfd[0], "memory.peak", "reset") < 0)
+		cg->mem_peak_stale = true;
+	cg->pids_peak_stale = true;
 }
 
 static int v2_destroy(struct cg *cg)

@@ -43,7 +43,8 @@ struct cg_ops {
 	int (*self_attach_fds)(struct cg *cg, int *ret_fds, size_t max, struct cdn_err *err);
 	int (*cpu_ns)(struct cg *cg, uint64_t *ret);
 	int (*stats)(struct cg *cg, struct cg_stats *ret);
-	/* Forget the memory peak so the next step measures its own (best effort). */
+	/* Forget the memory and pids peaks so the next step measures its own: reset where the
+	 * kernel can, else mark them stale (pids.peak can never be reset). */
 	void (*reset_peak)(struct cg *cg);
 	/* SIGKILL every process left in the cgroup and remove it. */
 	int (*destroy)(struct cg *cg);
@@ -57,6 +58,10 @@ struct cg {
 	int dirfd[CG_MAX_HIER]; /* v1: memory, pids, cpuacct; v2: [0] only */
 	int n_dirs;
 	int memfile_fd;         /* kept open: cpu usage file for fast sampling */
+	/* Set by reset_peak when the kernel's peak could not be reset and so still covers the
+	 * earlier steps: stats() then reports 0 and the caller's own samples count. */
+	bool mem_peak_stale;
+	bool pids_peak_stale;
 };
 
 /* Pick the backend for this host: v2 when the unified hierarchy has memory, pids and cpu
