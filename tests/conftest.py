@@ -150,12 +150,60 @@ def reap_adopted(keep=()):
 
 def cgroup_parents():
     """The `cordon` parent cgroups: /sys/fs/cgroup/<controller>/cordon on v1 (and the v2
-    hierarchy mounted at unified/ on hybrid hosts), /sys/fs/cgroup/cordon on v2."""
+    hierarchy mounted at unified/ on hybrid hosts), /sys/fs/cgroup/cordon on v2, and
+    /sys/fs/cgroup/<delegated>/cordon for a rootless caller's delegated v2 subtree."""
     return [p for p in glob.glob("/sys/fs/cgroup/*/cordon") + ["/sys/fs/cgroup/cordon"]
             if os.path.isdir(p)]
 
 
 TRUST_LEVELS = ("high", "medium", "low", "untrusted")
+
+
+# On a pure cgroup v2 host (the VM lane) cordon must create nothing outside its own parent
+# and change no cgroup it did not create: the root's subtree_control and its set of children
+# stay as they were, and cordon's parent enables only the controllers cordon needs.
+CG2_ROOT = "/sys/fs/cgroup"
+CORDON_CONTROLLERS = {"memory", "pids", "cpu"}
+
+
+def pure_v2():
+    return os.path.exists(os.path.join(CG2_ROOT, "cgroup.controllers"))
+
+
+def read_words(path):
+    try:
+        with open(path) as f:
+            return frozenset(f.read().split())
+    except OSError:
+        return None
+
+
+def v2_root_state():
+    """(root subtree_control, root's child cgroups) on a pure v2 host, else None."""
+    if not pure_v2():
+        return None
+    try:
+        children = frozenset(e.name for e in os.scandir(CG2_ROOT) if e.is_dir())
+    except OSError:
+        children = frozenset()
+    return read_words(os.path.join(CG2_ROOT, "cgroup.subtree_control")), children
+
+
+def v2_root_problems(before):
+    """What cordon changed at the v2 root since `before` (v2_root_state())."""
+    after = v2_root_state()
+    if before is None or after is None:
+        return []
+    problems = []
+    if after[0] != before[0]:
+        problems.append(f"{CG2_ROOT}/cgroup.subtree_control changed: "
+                        f"{sorted(before[0] or ())} -> {sorted(after[0] or ())}")
+    for name in sorted(after[1] - before[1] - {"cordon"}):
+        problems.append(f"cgroup {CG2_ROOT}/{name} created outside cordon's parent")
+    enabled = read_words(os.path.join(CG2_ROOT, "cordon", "cgroup.subtree_control"))
+    if enabled and enabled - CORDON_CONTROLLERS:
+        problems.append(f"cordon's parent enables more than it needs: {sorted(enabled)}")
+    return problems
 
 
 def cgroups():
@@ -229,10 +277,11 @@ def mounts():
 class HostState:
     mounts: set
     cgroups: set
+    v2_root: tuple = None
 
 
 def snapshot():
-    return HostState(mounts(), cgroups())
+    return HostState(mounts(), cgroups(), v2_root_state())
 
 
 def leftovers(before, exclude_pids=()):
@@ -243,6 +292,7 @@ def leftovers(before, exclude_pids=()):
         problems.append(f"leftover sandbox-uid process {pid} uids={uids}: {cmd}")
     for m in sorted(mounts() - before.mounts):
         problems.append(f"leftover mount {m[0]} ({m[2]} {m[3]}, root {m[1]})")
+    problems += v2_root_problems(before.v2_root)
     return problems
 
 
