@@ -1,5 +1,5 @@
 """Where a sandbox's processes live: every one of them, from the first instruction, in the
-run's own cgroup below cordon's parent (v1: in the memory, pids and cpuacct hierarchies; v2: one
+run's own cgroup below cordon's parent and its trust level's subtree (v1: in the memory, pids and cpuacct hierarchies; v2: one
 cgroup, entered at clone time with CLONE_INTO_CGROUP), and the program sees only the root of its
 cgroup namespace. The counters of that cgroup give the verdicts (test_limits.py); teardown
 removes it (every test, through the autouse host_untouched fixture)."""
@@ -41,9 +41,10 @@ def test_every_sandbox_process_is_in_its_run_cgroup(cordon):
                 where = [lines[c] for c in V1_CONTROLLERS]
             for path in where:
                 parts = path.strip("/").split("/")
-                # /cordon/<slot> (root), or <delegated>/cordon/<slot> (a rootless caller)
-                assert len(parts) >= 2 and parts[-2] == "cordon", \
-                    f"sandbox process {pid} ({cmd}) is outside a cordon cgroup: {lines}"
+                # /cordon/<level>/<slot> (root), or <delegated>/cordon/<level>/<slot> (a
+                # rootless caller); the default trust level is low
+                assert parts[-3:-1] == ["cordon", "low"] and parts[-1].startswith("low-"), \
+                    f"sandbox process {pid} ({cmd}) is outside its run's cgroup: {lines}"
                 paths.add(path)
         assert len(paths) == 1, f"one run's processes are in different cgroups: {paths}"
     finally:
