@@ -253,14 +253,9 @@ static int extract_all(struct archive *in, struct archive *out, int rootfd,
 
 int extract_tar(int archive_fd, int rootfd, struct extract_stats *ret, struct cdn_err *err)
 {
-	static const struct extract_limits lim = {.max_bytes = EXTRACT_MAX_BYTES,
-						  .max_entries = EXTRACT_MAX_ENTRIES};
-	return extract_tar_limited(archive_fd, rootfd, &lim, ret, err);
-}
-
-int extract_tar_limited(int archive_fd, int rootfd, const struct extract_limits *lim,
-			struct extract_stats *ret, struct cdn_err *err)
-{
+	static const struct extract_limits limits = {.max_bytes = EXTRACT_MAX_BYTES,
+						     .max_entries = EXTRACT_MAX_ENTRIES};
+	const struct extract_limits *lim = &limits;
 	*ret = (struct extract_stats){0};
 	_cleanup_close_ int oldcwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (oldcwd < 0)

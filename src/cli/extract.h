@@ -24,15 +24,12 @@ struct extract_stats {
  * caller removes. Changes the working directory (restored before returning). */
 int extract_tar(int archive_fd, int rootfd, struct extract_stats *ret, struct cdn_err *err);
 
-/* The same with the caller's bounds (at most the EXTRACT_MAX_* ones make sense): the daemon's
- * archive uploads take far less than an image. The working directory is process-wide: in a
- * threaded process, callers must serialize extractions and use no relative path meanwhile. */
+/* Bounds of one extraction (at most the EXTRACT_MAX_* ones make sense): the daemon's archive
+ * uploads take far less than an image. */
 struct extract_limits {
 	uint64_t max_bytes;   /* file data written, all entries together */
 	uint64_t max_entries; /* entries read */
 };
-int extract_tar_limited(int archive_fd, int rootfd, const struct extract_limits *lim,
-			struct extract_stats *ret, struct cdn_err *err);
 
 /* The same for a threaded caller (the daemon: a daiv workspace): no chdir and no
  * archive_write_disk; every entry is created with *at() calls relative to rootfd, each
