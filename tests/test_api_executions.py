@@ -428,6 +428,26 @@ def test_callback_is_signed_and_retried_and_attempts_are_recorded(daemon, receiv
     assert attempts[0]["error"] and attempts[1]["error"] is None
 
 
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/",
+                                 "http://[::ffff:169.254.169.254]/", "http://0.0.0.0:9/",
+                                 "http://[fe80::1]/"])
+def test_callback_never_reaches_link_local_or_unspecified(daemon, url):
+    """SSRF guard: whatever the URL names, a link-local (cloud metadata), unspecified or
+    multicast address is never connected to; the attempt is recorded as refused."""
+    r = run(daemon, {"runtime": "bash", "code": "true", "callback_url": url})
+    assert r.status == 200, r
+    ex_id = r.json["id"]
+
+    def recorded():
+        a = daemon.request("GET", f"/v1/executions/{ex_id}/callbacks").json["data"]
+        return a or None
+
+    attempts = wait_until(recorded, 60)
+    assert attempts, "no delivery attempt was recorded"
+    assert attempts[0]["http_status"] in (0, None), attempts
+    assert "destination address not allowed" in attempts[0]["error"], attempts
+
+
 def test_callback_url_must_be_http(daemon):
     r = run(daemon, {"runtime": "bash", "code": "true", "callback_url": "file:///etc/passwd"})
     assert r.status == 422 and r.error["field"] == "callback_url", r

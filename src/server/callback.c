@@ -1,14 +1,18 @@
 /* Signed callback deliveries with libcurl and libcrypto's HMAC, retried with backoff. */
 #include "server/callback.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -150,6 +154,39 @@ static size_t discard(char *p, size_t s, size_t n, void *ud)
 	return s * n;
 }
 
+/* SSRF guard, after name resolution: never a link-local address (169.254.0.0/16 and fe80::/10
+ * hold cloud metadata endpoints), "this network" (0.0.0.0/8), multicast or broadcast, also
+ * in IPv4-mapped form. Loopback and private networks stay allowed: a self-hosted daemon often
+ * calls back into its own network (and the tests use a loopback receiver). */
+static bool callback_addr_allowed(const struct sockaddr *sa)
+{
+	uint32_t v4;
+	if (sa->sa_family == AF_INET) {
+		v4 = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (!IN6_IS_ADDR_V4MAPPED(a))
+			return !IN6_IS_ADDR_LINKLOCAL(a) && !IN6_IS_ADDR_MULTICAST(a) &&
+			       !IN6_IS_ADDR_UNSPECIFIED(a);
+		memcpy(&v4, &a->s6_addr[12], 4);
+		v4 = ntohl(v4);
+	} else {
+		return false;
+	}
+	return (v4 >> 16) != 0xa9fe && (v4 >> 24) != 0 && (v4 >> 28) != 0xe && v4 != 0xffffffffu;
+}
+
+static curl_socket_t callback_open_socket(void *ud, curlsocktype purpose,
+					  struct curl_sockaddr *addr)
+{
+	bool *refused = ud;
+	if (purpose != CURLSOCKTYPE_IPCXN || !callback_addr_allowed(&addr->addr)) {
+		*refused = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
 /* One POST. Returns the HTTP status (0 when none came) and fills errbuf on failure. */
 static long cb_post(struct callbacks *cb, struct delivery *d, char *errbuf, size_t errsize)
 {
@@ -189,11 +226,17 @@ static long cb_post(struct callbacks *cb, struct delivery *d, char *errbuf, size
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
 	/* The daemon's environment proxy settings are not the receiver's business. */
 	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	bool refused = false;
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, callback_open_socket);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &refused);
 	CURLcode rc = curl_easy_perform(c);
 	long status = 0;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (rc != CURLE_OK)
+	if (refused)
+		snprintf(errbuf, errsize, "destination address not allowed (link-local, multicast or "
+					  "unspecified)");
+	else if (rc != CURLE_OK)
 		snprintf(errbuf, errsize, "%s", cerr[0] ? cerr : curl_easy_strerror(rc));
 	else if (status < 200 || status > 299)
 		snprintf(errbuf, errsize, "the receiver answered %ld", status);
