@@ -105,7 +105,12 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
     def log_lines(self):
-        return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
+        """The log's complete lines, parsed (a line being written by the running daemon, not
+        yet ended by its newline, is left for the next call)."""
+        text = self.log_text()
+        if not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def stop(self, sig=signal.SIGTERM, timeout=START_TIMEOUT):
         if self.proc and self.proc.poll() is None:
