@@ -184,6 +184,20 @@ def test_no_auth_on_loopback_needs_no_key(start_daemon):
     assert [t["id"] for t in r.json["data"]] == ["default"], r
 
 
+def test_no_auth_refuses_a_host_that_is_not_loopback(start_daemon):
+    # DNS rebinding: a web page's script reaches 127.0.0.1 through its own name; the Host
+    # header still carries that name.
+    d = start_daemon(auth=False)
+    for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example", "10.0.0.1",
+                 "localhost.", ""]:
+        r = d.request("GET", "/v1/tenant", key=None, headers={"Host": host})
+        assert r.status == 403 and r.error["code"] == "forbidden", (host, r)
+    for host in ["127.0.0.1", f"127.0.0.1:{d.port}", f"localhost:{d.port}", "LOCALHOST",
+                 "[::1]", f"[::1]:{d.port}", "127.1.2.3"]:
+        r = d.request("GET", "/v1/tenant", key=None, headers={"Host": host})
+        assert r.status == 200, (host, r)
+
+
 def test_usage_lists_the_month(daemon):
     d = daemon
     r = d.request("GET", "/v1/usage?period=2026-01")

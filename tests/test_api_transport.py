@@ -1,6 +1,7 @@
 """Transport-level behaviour of `cordon serve`: error statuses of API.md, body and JSON limits,
 rate limits, metrics, health, graceful shutdown."""
 
+import http.client
 import json
 import re
 import shutil
@@ -47,26 +48,30 @@ def test_wrong_content_type_is_415(daemon):
 
 
 def test_body_over_the_maximum_is_413(start_daemon):
-    d = start_daemon("--limit", "max_body_bytes=1K")
+    # An idle connection would be closed after idle_timeout_ms: far beyond this test's wait.
+    d = start_daemon("--limit", "max_body_bytes=1K", "--limit", "idle_timeout_ms=1h")
     body = {"name": "x" * 2000}
     r = d.request("POST", "/v1/tenants", body)  # Content-Length says so: refused unread
     assert_error(r, 413, "payload_too_large")
-    # Chunked, so the size is only known while reading: refused once over the cap.
-    c = d.connect()
-    c.putrequest("POST", "/v1/tenants")
-    c.putheader("Authorization", f"Bearer {d.admin_key}")
-    c.putheader("Content-Type", "application/json")
-    c.putheader("Transfer-Encoding", "chunked")
-    c.endheaders()
-    data = json.dumps(body).encode()
-    for i in range(0, len(data), 100):
-        chunk = data[i:i + 100]
-        c.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-    c.send(b"0\r\n\r\n")
-    resp = c.getresponse()
-    assert resp.status == 413, resp.read()
-    assert json.loads(resp.read())["error"]["code"] == "payload_too_large"
-    c.close()
+    # Chunked, so the size is only known while reading: once over the cap the daemon stops
+    # reading at once (a 413 if libmicrohttpd can still answer, else it closes the
+    # connection). 4 times the cap, never terminated: a daemon that kept reading would wait
+    # for the rest and this recv would time out.
+    sock = socket.create_connection(("127.0.0.1", d.port), timeout=60)
+    sock.sendall(b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Bearer " + d.admin_key.encode() + b"\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n")
+    try:
+        for _ in range(4):
+            sock.sendall(b"400\r\n" + b"x" * 1024 + b"\r\n")
+    except OSError:
+        pass  # already closed by the daemon
+    try:
+        answer = sock.recv(4096)
+    except ConnectionResetError:
+        answer = b""
+    sock.close()
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413"), answer[:200]
     # Under the cap it works.
     assert d.request("POST", "/v1/tenants", {"name": "small"}).status == 201
 
@@ -245,3 +250,34 @@ def test_concurrent_requests_are_all_answered(daemon):
         th.join()
     assert not errors, errors[:10]
     assert d.proc.poll() is None
+
+
+def test_one_client_cannot_take_every_connection(start_daemon):
+    d = start_daemon("--limit", "max_connections_per_ip=2", "--limit", "idle_timeout_ms=1h")
+    held = [socket.create_connection(("127.0.0.1", d.port), timeout=60) for _ in range(2)]
+    for s in held:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    # A third connection from the same address is closed without an answer.
+    third = socket.create_connection(("127.0.0.1", d.port), timeout=60)
+    try:
+        third.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = third.recv(4096)
+    except ConnectionResetError:
+        answer = b""
+    third.close()
+    assert answer == b"", answer[:100]
+    held.pop().close()
+    # A slot is free again (the daemon notices the close asynchronously: retry).
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            r = d.request("GET", "/healthz", key=None)
+            if r.status == 200:
+                break
+        except (ConnectionError, http.client.HTTPException):
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for s in held:
+        s.close()

@@ -296,6 +296,27 @@ static void test_counts_follow_the_limits_table(void)
 	ASSERT_EQ_I(srv_limit("shutdown_grace_ms"), 2000);
 }
 
+static void test_test_case_inputs_are_bounded(void)
+{
+	char msg[128];
+	ASSERT_EQ_I(srv_limit_set("max_input_bytes=16", msg, sizeof(msg)), 0);
+	struct tenant t = tenant_default();
+	expect_fail("{\"runtime\":\"sh\",\"code\":\"x\",\"tests\":[{\"input\":"
+		    "\"0123456789abcdefghij\"}]}",
+		    &t, 422, "tests[0].input");
+	expect_fail("{\"runtime\":\"sh\",\"code\":\"x\",\"tests\":[{},{\"expected\":"
+		    "[1,2,3,4,5,6,7,8,9,10]}]}",
+		    &t, 422, "tests[1].expected");
+	expect_fail("{\"runtime\":\"sh\",\"code\":\"x\",\"input\":\"0123456789abcdefghij\"}",
+		    &t, 422, "input");
+	json_t *s = NULL;
+	struct val_err err;
+	ASSERT_EQ_I(run("{\"runtime\":\"sh\",\"code\":\"x\",\"tests\":[{\"input\":[1]}]}", &t,
+			&s, &err),
+		    0);
+	json_decref(s);
+}
+
 static void test_plan_json_round_trip(void)
 {
 	struct plan p;
@@ -393,6 +414,7 @@ static const struct {
 	{"env and secrets", test_env_and_secrets},
 	{"network and filesystem refused", test_network_and_filesystem_refused},
 	{"counts follow the limits table", test_counts_follow_the_limits_table},
+	{"test case inputs are bounded", test_test_case_inputs_are_bounded},
 	{"plan json round trip", test_plan_json_round_trip},
 	{"keys", test_keys},
 };

@@ -572,7 +572,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	if (*upload_size) {
 		req_body_append(r, upload, *upload_size);
 		*upload_size = 0;
-		return ri->body_overflow > 8 * srv_limit("max_body_bytes") ? MHD_NO : MHD_YES;
+		if (!ri->body_overflow)
+			return MHD_YES;
+		/* Over the cap (a chunked body: a declared one was refused before any byte): answer
+		 * 413 now if libmicrohttpd lets us queue mid-body, else close the connection; the
+		 * rest is never read. */
+		http_reply_error(r, 413, "payload_too_large", NULL,
+				 "body is over the maximum of %llu bytes",
+				 (unsigned long long)srv_limit("max_body_bytes"));
+		return queue_answer(r) == MHD_YES ? MHD_YES : MHD_NO;
 	}
 	if (ri->deferred) {
 		/* Resumed: the deferred answer is there. */
@@ -637,6 +645,7 @@ int http_start(struct srv *s, const char *host, uint16_t port, uint16_t *ret_por
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv_limit("http_threads"),
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv_limit("max_connections"),
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)srv_limit("max_connections_per_ip"),
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(srv_limit("idle_timeout_ms") / 1000),
 		/* Bounds the request line and headers of one connection (431 beyond). */
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)srv_limit("max_header_bytes"),

@@ -1,6 +1,7 @@
 /* Routing and the request pipeline: route match, authentication and the declared body size
  * and type as soon as the headers are in; body accumulation with a cap; JSON parsing with a
  * depth limit; then the handler. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -197,6 +198,31 @@ bool req_has_body(const struct http_req *r)
 	return (cl && strcmp(cl, "0")) || te;
 }
 
+/* "127.0.0.1", "localhost", "[::1]", "127.x.y.z", each with an optional ":port". */
+static bool host_is_loopback(const char *host)
+{
+	if (!host)
+		return false;
+	char h[64];
+	size_t n = strlen(host);
+	if (n >= sizeof(h))
+		return false;
+	memcpy(h, host, n + 1);
+	if (!strcmp(h, "[::1]") || !strncmp(h, "[::1]:", 6))
+		return true;
+	char *colon = strchr(h, ':');
+	if (colon) {
+		uint64_t port;
+		if (parse_u64(colon + 1, &port) < 0 || port > 65535)
+			return false;
+		*colon = 0;
+	}
+	if (!strcasecmp(h, "localhost"))
+		return true;
+	struct in_addr a;
+	return inet_pton(AF_INET, h, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
 void router_begin(struct http_req *r)
 {
 	struct req_impl *ri = r->impl;
@@ -230,6 +256,14 @@ void router_begin(struct http_req *r)
 					 "%s is not allowed on this path", ri->method);
 		else
 			http_reply_error(r, 404, "not_found", NULL, "no such endpoint");
+		return;
+	}
+	/* Without keys, the listener's being on loopback is all the protection there is: a web
+	 * page could still reach it through a name that resolves to 127.0.0.1 (DNS rebinding),
+	 * so the Host must name the loopback itself. */
+	if (r->srv->cfg.no_auth && !host_is_loopback(http_header(r, MHD_HTTP_HEADER_HOST))) {
+		http_reply_error(r, 403, "forbidden", NULL,
+				 "with --no-auth the Host header must be 127.0.0.1, localhost or [::1]");
 		return;
 	}
 	if (!(ri->route->flags & HTTP_ROUTE_PUBLIC)) {

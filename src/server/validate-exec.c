@@ -290,6 +290,11 @@ fail:
 	return -EINVAL;
 }
 
+static size_t json_size(const json_t *v)
+{
+	return v ? json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 0;
+}
+
 static int tests_parse(const json_t *tests, json_t **ret, struct val_err *err)
 {
 	static const struct val_field f[] = {
@@ -316,6 +321,16 @@ static int tests_parse(const json_t *tests, json_t **ret, struct val_err *err)
 			json_decref(out);
 			return -EINVAL;
 		}
+		/* input and expected are JSON of any shape: bounded like the request's input. */
+		static const char *const any[] = {"input", "expected"};
+		for (size_t a = 0; a < ARRAY_SIZE(any); a++)
+			if (json_size(json_object_get(v, any[a])) > srv_limit("max_input_bytes")) {
+				char path[64];
+				snprintf(path, sizeof(path), "%s.%s", pre, any[a]);
+				json_decref(out);
+				return val_fail(err, 422, path, "%s is larger than %llu bytes serialized",
+						path, (unsigned long long)srv_limit("max_input_bytes"));
+			}
 		json_t *t = json_deep_copy(v);
 		if (!name) {
 			char def[32];
@@ -339,11 +354,6 @@ static bool name_ok(const char *s)
 		      s[i] == '_' || s[i] == '-' || s[i] == '+'))
 			return false;
 	return true;
-}
-
-static size_t json_size(const json_t *v)
-{
-	return v ? json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 0;
 }
 
 int val_execution(const json_t *body, const struct tenant *t, json_t **ret_spawn,

@@ -44,6 +44,8 @@ static const struct srv_limit_def srv_limits[] = {
 	{"max_url_bytes", LIMIT_BYTES, 16, 64 * KiB, 2048, "\"callback_url\""},
 	{"http_threads", LIMIT_COUNT, 1, 256, 4, "libmicrohttpd worker threads"},
 	{"max_connections", LIMIT_COUNT, 4, 100000, 1024, "open client connections"},
+	{"max_connections_per_ip", LIMIT_COUNT, 1, 100000, 256,
+	 "open connections of one client address (one client cannot take them all)"},
 	{"idle_timeout_ms", LIMIT_MS, 1000, 24 * 3600 * 1000ULL, 60000,
 	 "an idle (not suspended) connection is closed after it"},
 	{"stream_buffer_bytes", LIMIT_BYTES, 64 * KiB, 1 * GiB, 4 * MiB,
