@@ -21,6 +21,9 @@ def test_demo_starts_the_daemon_and_prints_the_key(workbase):
     assert "printed once by this first start" in out
     assert f"curl -s http://127.0.0.1:{port}/v1/" in out
     assert '"id":"tn_admin"' in out, out
+    # The example execution ran in a sandbox through the API.
+    assert '"stdout": "hello from the sandbox\\n"' in out, out
+    assert '"status": "succeeded"' in out, out
     assert out.rstrip().endswith("demo: done"), out
     # The daemon is gone again.
     assert subprocess.run(["curl", "-fsS", f"http://127.0.0.1:{port}/healthz"],
