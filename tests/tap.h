@@ -32,9 +32,9 @@
 #define ASSERT_STR(a, b)                                                                           \
 	do {                                                                                       \
 		const char *_a = (a), *_b = (b);                                                   \
-		if (strcmp(_a, _b)) {                                                              \
-			fprintf(stderr, "%s:%d: got \"%s\", expected \"%s\"\n", __FILE__, __LINE__, \
-				_a, _b);                                                           \
+		if (!_a || strcmp(_a, _b)) {                                                       \
+			fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", __FILE__,         \
+				__LINE__, #a, _a ? _a : "(null)", _b);                              \
 			exit(1);                                                                   \
 		}                                                                                  \
 	} while (0)
