@@ -8,11 +8,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "core/limits.h"
+#include "core/probe.h"
 
 static const struct runtime runtimes[] = {
 	{.name = "python", .interp = "python3", .host_path = "/usr/bin/python3",
@@ -123,48 +123,37 @@ static bool is_executable_file(int fd)
  * user without root first takes a user namespace of its own for CAP_SYS_CHROOT. Returns the
  * index of the first directory of RUNTIME_PATH that has an executable interp, -ENOENT, or
  * -errno when the child could not look (then the sandbox will tell). */
+struct locate_args {
+	const char *root, *interp;
+};
+
+static void locate_child(void *ud, int fd)
+{
+	const struct locate_args *a = ud;
+	int r = -ENOENT;
+	if (geteuid() != 0 && unshare(CLONE_NEWUSER) < 0)
+		r = -errno;
+	else if (chroot(a->root ? a->root : "/") < 0 || chdir("/") < 0)
+		r = -errno;
+	int idx = 0;
+	for (const char *dirs = RUNTIME_PATH; r == -ENOENT && *dirs; idx++) {
+		char path[512];
+		size_t n = strcspn(dirs, ":");
+		snprintf(path, sizeof(path), "%.*s/%s", (int)n, dirs, a->interp);
+		dirs += n + (dirs[n] == ':');
+		struct stat st;
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+			r = idx;
+	}
+	probe_send(fd, r);
+}
+
 static int locate_chrooted(const char *root, const char *interp)
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(p[0]);
-		close(p[1]);
-		return -e;
-	}
-	if (pid == 0) {
-		close(p[0]);
-		int r = -ENOENT;
-		if (geteuid() != 0 && unshare(CLONE_NEWUSER) < 0)
-			r = -errno;
-		else if (chroot(root ? root : "/") < 0 || chdir("/") < 0)
-			r = -errno;
-		int idx = 0;
-		for (const char *dirs = RUNTIME_PATH; r == -ENOENT && *dirs; idx++) {
-			char path[512];
-			size_t n = strcspn(dirs, ":");
-			snprintf(path, sizeof(path), "%.*s/%s", (int)n, dirs, interp);
-			dirs += n + (dirs[n] == ':');
-			struct stat st;
-			if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
-				r = idx;
-		}
-		ssize_t w = write(p[1], &r, sizeof(r));
-		_exit(w == sizeof(r) ? 0 : 1);
-	}
-	close(p[1]);
+	struct locate_args a = {.root = root, .interp = interp};
 	int r = -EIO;
-	ssize_t n;
-	do
-		n = read(p[0], &r, sizeof(r));
-	while (n < 0 && errno == EINTR);
-	close(p[0]);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	return n == sizeof(r) ? r : -EIO;
+	int n = probe_in_child(locate_child, &a, &r, 1, NULL);
+	return n == 1 ? r : -EIO;
 }
 
 int runtime_locate(const struct runtime *rt, const char *root, char *ret_path, size_t size)

@@ -12,11 +12,6 @@
 int probe_read_ints(int fd, int *out, size_t n, uint64_t deadline);
 /* Wait for our child pid (SIGKILL first when asked); returns its wait status or -errno. */
 int probe_reap(pid_t pid, bool kill_first);
-/* fork; the child runs fn(ud, fd) and sends ints on fd with probe_send; the parent reads up to
- * n of them into out within PROBE_TIMEOUT_MS, then reaps (killing a child that timed out).
- * Returns how many ints arrived or -errno; *ret_status (if not NULL) is the wait status. */
-int probe_in_child(void (*fn)(void *ud, int fd), void *ud, int *out, size_t n, int *ret_status);
-void probe_send(int fd, int v);
 
 /* Take a sandbox slot (its uid and cgroup name, as a run does), then probe the cgroup
  * backend, each controller, clone3 / CLONE_INTO_CGROUP and pidfds, with a child born into

@@ -56,3 +56,10 @@ struct probe_check *probe_add(struct probe_report *rep, const char *name, enum p
 
 const char *probe_status_name(enum probe_status s);
 const char *probe_impact_name(enum probe_impact i);
+
+/* fork; the child runs fn(ud, fd) and sends ints on fd with probe_send; the parent reads up to
+ * n of them into out within PROBE_TIMEOUT_MS, then reaps (killing a child that timed out).
+ * Returns how many ints arrived or -errno; *ret_status (if not NULL) is the wait status. Also
+ * the CLI's way to look into an image from a chrooted child (runtime.c). */
+int probe_in_child(void (*fn)(void *ud, int fd), void *ud, int *out, size_t n, int *ret_status);
+void probe_send(int fd, int v);
